@@ -1,0 +1,68 @@
+"""The chat-model interface every provider implements, and the errors users see from it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: Role
+    content: str
+
+
+class ChatModel(Protocol):
+    """A streaming chat model. `name` identifies provider+model (cache keys, messages)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def stream(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int = 2048
+    ) -> AsyncIterator[str]:
+        """Yield text deltas as they arrive. Raises LlmError subclasses."""
+        ...
+
+    async def complete(self, messages: Sequence[ChatMessage], *, max_tokens: int = 2048) -> str:
+        """The whole answer. Raises LlmError subclasses."""
+        ...
+
+
+class LlmError(Exception):
+    """A failure talking to the model; `str(err)` tells the user what to do."""
+
+
+class LlmNotConfigured(LlmError):
+    """No API key and no local base URL."""
+
+
+class LlmAuthError(LlmError):
+    """401/403 from the provider."""
+
+
+class LlmNotFound(LlmError):
+    """404: wrong model name or base URL."""
+
+
+class LlmRateLimited(LlmError):
+    """429 after all retries."""
+
+
+class LlmUnavailable(LlmError):
+    """5xx or connection errors after all retries."""
+
+
+class LlmTimeout(LlmError):
+    """No answer within llm.timeout."""
+
+
+class LlmContextTooLong(LlmError):
+    """The request exceeded the model's context window."""
+
+
+class LlmBadAnswer(LlmError):
+    """Malformed, truncated or empty answer."""

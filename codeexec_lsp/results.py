@@ -1,0 +1,91 @@
+"""What a run produced, as plain data that round-trips through JSON (the public RunResult)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, cast
+
+Status = Literal["ok", "error", "timeout", "limit", "cancelled", "internal"]
+STATUSES: tuple[Status, ...] = ("ok", "error", "timeout", "limit", "cancelled", "internal")
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One traceback frame. `line` is 1-based; `column`/`end_*` are code-point offsets or None."""
+
+    file: str
+    line: int
+    name: str
+    column: int | None = None
+    end_line: int | None = None
+    end_column: int | None = None
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """The exception a run ended with, located in the document (1-based line, 0-based column)."""
+
+    type: str
+    message: str
+    line: int | None = None
+    column: int | None = None
+    end_line: int | None = None
+    end_column: int | None = None
+    traceback: str = ""
+    frames: tuple[Frame, ...] = ()
+
+    @property
+    def headline(self) -> str:
+        return f"{self.type}: {self.message}" if self.message else self.type
+
+
+@dataclass(frozen=True)
+class RunResult:
+    status: Status
+    stdout: str = ""
+    stderr: str = ""
+    value: str | None = None
+    error: ErrorInfo | None = None
+    duration_ms: float = 0.0
+    truncated: bool = False
+    executor: str = "local"
+    # Extensions beyond the public contract: why a limit/timeout/internal status happened,
+    # and where the code ran (shown on hover and by `doctor`).
+    message: str = ""
+    interpreter: str = ""
+    cwd: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        if self.error is not None:
+            data["error"]["frames"] = [asdict(frame) for frame in self.error.frames]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunResult:
+        status = data.get("status")
+        if status not in STATUSES:
+            raise ValueError(f"unknown RunResult status {status!r}")
+        error_data = data.get("error")
+        error = None
+        if error_data is not None:
+            frames = tuple(Frame(**frame) for frame in error_data.get("frames", ()))
+            error = ErrorInfo(**{**error_data, "frames": frames})
+        known = {name for name in cls.__dataclass_fields__ if name not in ("status", "error")}
+        values = {key: value for key, value in data.items() if key in known}
+        return cls(status=cast(Status, status), error=error, **values)
+
+
+EXIT_CODES: dict[Status, int] = {
+    "ok": 0,
+    "error": 1,
+    "timeout": 3,
+    "limit": 3,
+    "cancelled": 130,
+    "internal": 4,
+}
