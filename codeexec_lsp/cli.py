@@ -1,0 +1,242 @@
+"""Command line: serve LSP (default), or do the editor's jobs from a shell."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from codeexec_lsp import __version__, snippet
+from codeexec_lsp.actions.run import build_request
+from codeexec_lsp.config import Settings, merge, parse_settings
+from codeexec_lsp.execution.environment import looks_secret
+from codeexec_lsp.execution.local import LocalExecutor
+from codeexec_lsp.interpreters import find_interpreter
+from codeexec_lsp.results import EXIT_CODES, RunResult
+
+USAGE_ERROR = 2
+PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git", ".venv")
+
+
+class UsageError(Exception):
+    pass
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="codeexec-lsp",
+        description="Run, explain and fix Python selections: an LSP server and a CLI.",
+    )
+    parser.add_argument("--version", action="version", version=f"codeexec-lsp {__version__}")
+    commands = parser.add_subparsers(dest="command")
+
+    serve = commands.add_parser("serve", help="serve LSP on stdio (the default) or TCP")
+    serve.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdio")
+    serve.add_argument("--stdio", action="store_true", help="serve on stdio (the default)")
+    serve.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+
+    run = commands.add_parser("run", help="run lines of a file as the editor action does")
+    run.add_argument("file", type=Path)
+    run.add_argument("--lines", metavar="A-B", help="1-based inclusive range (default: all)")
+    run.add_argument("--json", action="store_true", help="print one RunResult JSON object")
+    run.add_argument("--executor", help="execution backend (local)")
+    run.add_argument("--timeout", type=float, metavar="S", help="wall-clock limit in seconds")
+    _add_settings_option(run)
+
+    doctor = commands.add_parser("doctor", help="show settings, interpreter and a test run")
+    doctor.add_argument("path", nargs="?", type=Path, default=Path.cwd(), help="workspace")
+    _add_settings_option(doctor)
+    return parser
+
+
+def _add_settings_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--settings",
+        metavar="JSON|FILE",
+        help="settings object as in the editor (JSON text or a .json file)",
+    )
+
+
+def _load_settings(option: str | None, overrides: dict[str, Any]) -> Settings:
+    raw: dict[str, Any] = {}
+    if option:
+        text = Path(option).read_text() if Path(option).is_file() else option
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"--settings is not valid JSON: {exc}") from exc
+    settings, warnings = parse_settings(merge(raw, overrides))
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return settings
+
+
+def _project_root(file: Path) -> Path:
+    for folder in [file.parent, *file.parent.parents]:
+        if any((folder / marker).exists() for marker in PROJECT_MARKERS):
+            return folder
+    return file.parent
+
+
+def _parse_lines(text: str | None, line_count: int) -> tuple[int, int]:
+    if text is None:
+        return 1, line_count
+    first_text, _, last_text = text.partition("-")
+    try:
+        first = int(first_text)
+        last = int(last_text) if last_text else first
+    except ValueError as exc:
+        raise UsageError(f"--lines must look like A-B (e.g. 10-20), got {text!r}") from exc
+    if first < 1 or last < first:
+        raise UsageError(f"--lines {text}: lines are 1-based and A must not exceed B")
+    if first > line_count:
+        raise UsageError(f"--lines {text}: the file has only {line_count} lines")
+    return first, min(last, line_count)
+
+
+def _location(file_arg: str, result: RunResult) -> str:
+    error = result.error
+    if error is None or error.line is None:
+        return file_arg
+    column = "" if error.column is None else f":{error.column + 1}"
+    return f"{file_arg}:{error.line}{column}"
+
+
+def run_command(args: argparse.Namespace) -> int:
+    overrides: dict[str, Any] = {}
+    if args.executor:
+        overrides["executor"] = args.executor
+    if args.timeout is not None:
+        overrides["timeout"] = args.timeout
+    settings = _load_settings(args.settings, overrides)
+    file: Path = args.file
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {file}: {exc}") from exc
+    first, last = _parse_lines(args.lines, max(1, len(text.splitlines())))
+    path = str(file.resolve())
+    try:
+        code = (
+            snippet.whole_file(text, path)
+            if args.lines is None
+            else snippet.for_lines(text, path, first - 1, last - 1)
+        )
+    except snippet.SnippetError as exc:
+        raise UsageError(str(exc)) from exc
+    request = build_request(code, settings, _project_root(file.resolve()))
+    result = asyncio.run(LocalExecutor().run(request))
+    if args.json:
+        print(json.dumps(result.to_json(), ensure_ascii=False))
+        return EXIT_CODES[result.status]
+    _print_human(str(args.file), result)
+    return EXIT_CODES[result.status]
+
+
+def _print_human(file_arg: str, result: RunResult) -> None:
+    sys.stdout.write(result.stdout)
+    sys.stderr.write(result.stderr)
+    if result.value is not None:
+        print(result.value)
+    if result.status == "error" and result.error is not None:
+        print(f"{_location(file_arg, result)}: {result.error.headline}")
+    elif result.status in ("timeout", "limit"):
+        label = result.error.type if result.error else result.status
+        print(f"{_location(file_arg, result)}: {label}: {result.message}")
+    elif result.status == "internal":
+        print(f"codeexec-lsp: {result.message}", file=sys.stderr)
+    if result.truncated:
+        print("codeexec-lsp: output was truncated (maxOutputBytes)", file=sys.stderr)
+
+
+def _mask(name: str | None) -> str:
+    if not name:
+        return "(none)"
+    return f"{name} ({'set, value hidden' if os.environ.get(name) else 'not set'})"
+
+
+def doctor_command(args: argparse.Namespace) -> int:
+    settings = _load_settings(args.settings, {})
+    workspace: Path = args.path.resolve()
+    interpreter = find_interpreter(settings.python, workspace)
+    print(f"codeexec-lsp {__version__} (server Python {sys.version.split()[0]})")
+    print("settings:")
+    print(f"  executor        {settings.executor}")
+    print(f"  python          {settings.python or '(auto)'}")
+    print(f"  timeout         {settings.timeout:g} s (CPU {settings.cpu_seconds or 'timeout+1'} s)")
+    print(f"  memoryMb        {settings.memory_mb}")
+    print(f"  maxOutputBytes  {settings.max_output_bytes:,}")
+    print(f"  envPassthrough  {', '.join(settings.env_passthrough) or '(none)'}")
+    print(f"  http.url        {settings.http.url or '(none)'}")
+    print(f"  http.tokenEnv   {_mask(settings.http.token_env)}")
+    print(f"  llm.provider    {settings.llm.provider}")
+    print(f"  llm.baseUrl     {settings.llm.base_url or '(provider default)'}")
+    print(f"  llm.model       {settings.llm.model or '(provider default)'}")
+    default_key = "ANTHROPIC_API_KEY" if settings.llm.provider == "anthropic" else "OPENAI_API_KEY"
+    print(f"  llm.apiKeyEnv   {_mask(settings.llm.api_key_env or default_key)}")
+    hidden = sorted(name for name in os.environ if looks_secret(name))
+    print(f"  hidden from executed code: {', '.join(hidden) or '(no secret-looking variables)'}")
+    print(f"interpreter: {interpreter.path} ({interpreter.source})")
+    try:
+        version = subprocess.run(
+            [interpreter.path, "-c", "import sys; print(sys.version.split()[0])"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.strip()
+        print(f"  version {version or 'unknown'}")
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        print(f"  cannot start it: {exc}")
+    code = snippet.for_lines("1+1\n", str(workspace / "<doctor>"), 0, 0)
+    request = build_request(code, settings, workspace)
+    started = time.perf_counter()
+    result = asyncio.run(LocalExecutor().run(request))
+    elapsed = (time.perf_counter() - started) * 1000
+    print(f"test run of 1+1: {result.status}, value {result.value}, {elapsed:.0f} ms round trip")
+    if result.message:
+        print(f"  {result.message}")
+    print(f"  cwd {request.cwd}; limits applied: {result.extra.get('limits_applied', {})}")
+    return 0 if result.status == "ok" and result.value == "2" else 1
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from codeexec_lsp.server import server
+
+    if getattr(args, "tcp", None):
+        host, _, port = args.tcp.rpartition(":")
+        if not port.isdigit():
+            raise UsageError(f"--tcp needs HOST:PORT, got {args.tcp!r}")
+        server.start_tcp(host or "127.0.0.1", int(port))
+    else:
+        server.start_io()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handlers = {"run": run_command, "doctor": doctor_command}
+    handler = handlers.get(args.command or "serve", serve_command)
+    try:
+        return handler(args)
+    except UsageError as exc:
+        print(f"codeexec-lsp: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

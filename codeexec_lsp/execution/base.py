@@ -1,0 +1,54 @@
+"""What every execution backend takes and gives: RunRequest in, RunResult out."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from codeexec_lsp.results import RunResult
+from codeexec_lsp.snippet import Snippet
+
+
+@dataclass(frozen=True)
+class Limits:
+    timeout_s: float = 30.0
+    cpu_s: float | None = None  # None: a little over the wall-clock timeout
+    memory_mb: int = 1024
+    max_output_bytes: int = 1_000_000
+    max_file_mb: int = 512
+    max_open_files: int = 1024
+
+    @property
+    def cpu_seconds(self) -> float:
+        # Past the wall timeout, so a busy loop reports "timeout" rather than racing it.
+        return self.cpu_s if self.cpu_s is not None else self.timeout_s + 1
+
+    @property
+    def output_hard_cap(self) -> int:
+        """Past this much output the run is stopped: it only burns CPU for nothing."""
+        return 10 * self.max_output_bytes
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    snippet: Snippet
+    python: str
+    cwd: str
+    env: dict[str, str]
+    limits: Limits = field(default_factory=Limits)
+    sys_path: tuple[str, ...] = ()
+    interpreter_source: str = ""
+
+
+class Executor(Protocol):
+    name: str
+
+    async def run(self, request: RunRequest, cancel: asyncio.Event | None = None) -> RunResult:
+        """Run the request; never raises for anything the user's code does.
+
+        Setting `cancel` stops the run (interrupt, then kill) and yields status "cancelled".
+        """
+        ...
+
+    async def close(self) -> None: ...
