@@ -25,7 +25,9 @@ def _line_text(lines: Sequence[str], line: int) -> str:
 
 
 def _position(lines: Sequence[str], line: int, column: int, encoding: str) -> lsp.Position:
-    return lsp.Position(line=line, character=client_column(_line_text(lines, line), column, encoding))
+    return lsp.Position(
+        line=line, character=client_column(_line_text(lines, line), column, encoding)
+    )
 
 
 def _line_range(lines: Sequence[str], line: int, encoding: str) -> lsp.Range:

@@ -81,9 +81,7 @@ class RunHistory:
             return False
         delta = text.count("\n") - (end_line - start_line)
         # Inserting whole lines right before a result pushes it down rather than editing it.
-        pure_line_insert = (
-            start_line == end_line and start_col == 0 and text.endswith("\n")
-        )
+        pure_line_insert = start_line == end_line and start_col == 0 and text.endswith("\n")
         updated: list[RunRecord] = []
         for record in records:
             if record.last_line < start_line:

@@ -152,7 +152,7 @@ class CodeexecServer(LanguageServer):
         cancel = self.in_flight.start(key)
         lines_before = document.lines[code.first_line : code.last_line + 1]
         label = code.describe()
-        async with self.progress(f"Running {label}", cancel) as report:
+        async with self.work_progress(f"Running {label}", cancel) as report:
             report(f"{request.python}")
             try:
                 result = await run_snippet(self.executor, request, cancel)
@@ -166,12 +166,14 @@ class CodeexecServer(LanguageServer):
             return result
         current = self.workspace.get_text_document(uri).lines
         if current[code.first_line : code.last_line + 1] == lines_before:
-            self.history.add(uri, RunRecord(code.first_line, code.last_line, result, label, code.path))
+            self.history.add(
+                uri, RunRecord(code.first_line, code.last_line, result, label, code.path)
+            )
             self.publish(uri)
         return result
 
     @contextlib.asynccontextmanager
-    async def progress(self, title: str, cancel: asyncio.Event) -> Any:
+    async def work_progress(self, title: str, cancel: asyncio.Event) -> Any:
         """Cancellable work-done progress, when the client supports it."""
         if not self.capability("window.work_done_progress"):
             yield lambda message: None

@@ -7,7 +7,6 @@ position encoding (UTF-16 by default) is the server's job.
 from __future__ import annotations
 
 import ast
-import os
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -52,6 +51,14 @@ def document_lines(document: str) -> list[str]:
     return document.splitlines()
 
 
+def _common_prefix(texts: list[str]) -> str:
+    shortest, longest = min(texts), max(texts)
+    for index, char in enumerate(shortest):
+        if char != longest[index]:
+            return shortest[:index]
+    return shortest
+
+
 def dedent(lines: list[str]) -> tuple[str, int]:
     """Remove the indentation common to the code lines; return (text, columns removed).
 
@@ -62,7 +69,7 @@ def dedent(lines: list[str]) -> tuple[str, int]:
     if not code_lines:
         return "\n".join(line.strip() for line in lines), 0
     indents = [line[: len(line) - len(line.lstrip())] for line in code_lines]
-    prefix = os.path.commonprefix(indents)
+    prefix = _common_prefix(indents)
     out = [line[len(prefix) :] if line.startswith(prefix) else line.lstrip() for line in lines]
     return "\n".join(out) + "\n", len(prefix)
 
@@ -77,9 +84,7 @@ def for_lines(
     if first < 0 or last < first:
         raise SnippetError(f"bad line range {first + 1}-{last + 1}: the start must come first")
     if first >= len(lines):
-        raise SnippetError(
-            f"line {first + 1} is past the end of the document ({len(lines)} lines)"
-        )
+        raise SnippetError(f"line {first + 1} is past the end of the document ({len(lines)} lines)")
     last = min(last, len(lines) - 1)
     code, column = dedent(lines[first : last + 1])
     return Snippet(code, path, document, first, last, column, kind)

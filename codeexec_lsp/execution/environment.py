@@ -11,9 +11,7 @@ SERVER_PREFIXES = ("OPENAI_", "ANTHROPIC_", "CODEEXEC_")
 
 def looks_secret(name: str) -> bool:
     upper = name.upper()
-    return any(marker in upper for marker in SECRET_MARKERS) or upper.startswith(
-        SERVER_PREFIXES
-    )
+    return any(marker in upper for marker in SECRET_MARKERS) or upper.startswith(SERVER_PREFIXES)
 
 
 def scrubbed_environment(

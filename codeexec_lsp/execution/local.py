@@ -163,7 +163,9 @@ class LocalExecutor:
         finally:
             os.close(result_write)
 
-        run = _Run(limits, BoundedCapture(limits.max_output_bytes), BoundedCapture(limits.max_output_bytes))
+        run = _Run(
+            limits, BoundedCapture(limits.max_output_bytes), BoundedCapture(limits.max_output_bytes)
+        )
         assert process.stdout is not None and process.stderr is not None
         pumps = [
             asyncio.create_task(_pump(process.stdout, run.stdout, run)),

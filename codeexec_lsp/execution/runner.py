@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import builtins
+import contextlib
 import inspect
 import io
 import json
@@ -23,7 +24,7 @@ import sys
 import time
 import traceback
 import types
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 RUNNER_FILE = os.path.abspath(__file__)
 MAX_VALUE_CHARS = 100_000
@@ -41,10 +42,10 @@ class _NoInput(io.TextIOBase):
     def readable(self) -> bool:
         return True
 
-    def read(self, size: Optional[int] = -1) -> str:
+    def read(self, size: int | None = -1) -> str:
         raise EOFError(NO_INPUT_MESSAGE)
 
-    def readline(self, size: Optional[int] = -1) -> str:  # type: ignore[override]
+    def readline(self, size: int | None = -1) -> str:  # type: ignore[override]
         raise EOFError(NO_INPUT_MESSAGE)
 
 
@@ -52,7 +53,7 @@ class _NoInput(io.TextIOBase):
 
 
 class Compiled:
-    def __init__(self, body: types.CodeType, last_expr: Optional[types.CodeType]) -> None:
+    def __init__(self, body: types.CodeType, last_expr: types.CodeType | None) -> None:
         self.body = body
         self.last_expr = last_expr
 
@@ -98,8 +99,10 @@ def compile_snippet(
         raise
     _shift_positions(tree, first_line - 1, column_bytes)
     last_expr = None
-    if tree.body and isinstance(tree.body[-1], ast.Expr):
-        last_expr = ast.Expression(tree.body.pop().value)
+    last_statement = tree.body[-1] if tree.body else None
+    if isinstance(last_statement, ast.Expr):
+        tree.body.pop()
+        last_expr = ast.Expression(last_statement.value)
     flags = getattr(ast, "PyCF_ALLOW_TOP_LEVEL_AWAIT", 0)
     try:
         body = compile(tree, filename, "exec", flags=flags, dont_inherit=True)
@@ -115,7 +118,7 @@ def compile_snippet(
 
 
 def _move_syntax_error(
-    exc: SyntaxError, first_line: int, column: int, doc_lines: List[str]
+    exc: SyntaxError, first_line: int, column: int, doc_lines: list[str]
 ) -> None:
     if exc.lineno is not None:
         exc.lineno += first_line - 1
@@ -146,7 +149,7 @@ def _explain_outside_function(exc: SyntaxError) -> None:
 # --- describing an exception in document terms --------------------------------------------
 
 
-def _char_column(filename: str, line: int, byte_offset: Optional[int]) -> Optional[int]:
+def _char_column(filename: str, line: int, byte_offset: int | None) -> int | None:
     """Python reports columns as UTF-8 byte offsets; users and LSP think in characters."""
     if byte_offset is None:
         return None
@@ -154,12 +157,12 @@ def _char_column(filename: str, line: int, byte_offset: Optional[int]) -> Option
     return len(text.encode("utf-8")[:byte_offset].decode("utf-8", "replace"))
 
 
-def _first_code_column(filename: str, line: int) -> Optional[int]:
+def _first_code_column(filename: str, line: int) -> int | None:
     text = linecache.getline(filename, line)
     return len(text) - len(text.lstrip()) if text.strip() else None
 
 
-def _trim_to_user_frames(tb: Optional[types.TracebackType], filename: str) -> Any:
+def _trim_to_user_frames(tb: types.TracebackType | None, filename: str) -> Any:
     """Drop the runner's (and asyncio's) frames that sit above the user's first frame."""
     walker = tb
     while walker is not None:
@@ -182,7 +185,7 @@ def _type_name(exc: BaseException) -> str:
 RUNNER_MODULE_NAME = __name__
 
 
-def describe_exception(exc: BaseException, filename: str) -> Dict[str, Any]:
+def describe_exception(exc: BaseException, filename: str) -> dict[str, Any]:
     """The RunResult `error` object for `exc`, located in `filename` (the document)."""
     if isinstance(exc, SyntaxError) and exc.filename == filename and exc.lineno:
         return _describe_syntax_error(exc, filename)
@@ -191,7 +194,7 @@ def describe_exception(exc: BaseException, filename: str) -> Dict[str, Any]:
     summaries = traceback.extract_tb(tb) if tb is not None else []
     frames = []
     for summary in summaries:
-        frame: Dict[str, Any] = {
+        frame: dict[str, Any] = {
             "file": summary.filename,
             "line": summary.lineno,
             "name": summary.name,
@@ -222,7 +225,7 @@ def describe_exception(exc: BaseException, filename: str) -> Dict[str, Any]:
     }
 
 
-def _describe_syntax_error(exc: SyntaxError, filename: str) -> Dict[str, Any]:
+def _describe_syntax_error(exc: SyntaxError, filename: str) -> dict[str, Any]:
     line = exc.lineno or 1
     column = (exc.offset - 1) if exc.offset else _first_code_column(filename, line)
     end_line = getattr(exc, "end_lineno", None)
@@ -244,15 +247,15 @@ def _describe_syntax_error(exc: SyntaxError, filename: str) -> Dict[str, Any]:
 # --- the run ------------------------------------------------------------------------------
 
 
-def apply_limits(limits: Dict[str, Any]) -> Dict[str, Any]:
+def apply_limits(limits: dict[str, Any]) -> dict[str, Any]:
     """Set hard rlimits (user code cannot raise them again); report what was applied."""
-    applied: Dict[str, Any] = {}
+    applied: dict[str, Any] = {}
     try:
         import resource
     except ImportError:  # not POSIX
         return applied
 
-    def set_limit(name: str, soft: int, hard: Optional[int] = None) -> None:
+    def set_limit(name: str, soft: int, hard: int | None = None) -> None:
         kind = getattr(resource, name, None)
         if kind is None:
             return
@@ -284,7 +287,7 @@ def _raise_cpu_limit(signum: int, frame: Any) -> None:
     raise CPUTimeLimitExceeded("the CPU time limit was reached")
 
 
-def _prepare_process(request: Dict[str, Any]) -> None:
+def _prepare_process(request: dict[str, Any]) -> None:
     sys.stdin = _NoInput()
     # A too-big file write then fails with OSError(EFBIG) instead of killing the process.
     if hasattr(signal, "SIGXFSZ"):
@@ -299,7 +302,7 @@ def _prepare_process(request: Dict[str, Any]) -> None:
     sys.argv = [request["path"]]
 
 
-def _new_main_module(path: str) -> Dict[str, Any]:
+def _new_main_module(path: str) -> dict[str, Any]:
     main = types.ModuleType("__main__")
     main.__file__ = path
     main.__builtins__ = builtins  # type: ignore[attr-defined]
@@ -307,7 +310,7 @@ def _new_main_module(path: str) -> Dict[str, Any]:
     return main.__dict__
 
 
-def _evaluate(compiled: Compiled, namespace: Dict[str, Any]) -> Any:
+def _evaluate(compiled: Compiled, namespace: dict[str, Any]) -> Any:
     is_coroutine = inspect.CO_COROUTINE
 
     async def run_async() -> Any:
@@ -349,13 +352,13 @@ def _ignore_interrupts() -> None:
             signal.signal(getattr(signal, name), signal.SIG_IGN)
 
 
-def run_request(request: Dict[str, Any]) -> Dict[str, Any]:
+def run_request(request: dict[str, Any]) -> dict[str, Any]:
     """Run one request in this process; returns the result object (never raises)."""
     path = request["path"]
     register_document(path, request.get("document") or request["code"])
     started = time.perf_counter()
     value: Any = None
-    failure: Optional[BaseException] = None
+    failure: BaseException | None = None
     try:
         compiled = compile_snippet(
             request["code"],
@@ -380,7 +383,7 @@ def run_request(request: Dict[str, Any]) -> Dict[str, Any]:
     return {"status": "ok", "value": shown, "error": None, "duration_ms": duration_ms}
 
 
-def main(argv: Optional[List[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     result_fd = int(args[args.index("--result-fd") + 1])
     os.set_inheritable(result_fd, False)
@@ -393,10 +396,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     outcome = run_request(request)
     outcome["limits_applied"] = applied
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(Exception):
             stream.flush()
-        except Exception:
-            pass
     result_pipe.write(json.dumps(outcome, default=str))
     result_pipe.close()
 

@@ -12,7 +12,8 @@ import pytest_lsp
 from lsprotocol import types as lsp
 from pygls.lsp.client import LanguageClient
 from pygls.protocol import default_converter
-from pytest_lsp import ClientServerConfig, LanguageClient as TestClient, client_capabilities
+from pytest_lsp import ClientServerConfig, client_capabilities
+from pytest_lsp import LanguageClient as TestClient
 from pytest_lsp.client import register_lsp_features
 
 SERVER = [sys.executable, "-m", "codeexec_lsp"]
@@ -27,7 +28,11 @@ def _converter() -> Any:
             return converter.structure(obj, lsp.Command)
         return converter.structure(obj, lsp.CodeAction)
 
-    converter.register_structure_hook(Union[lsp.Command, lsp.CodeAction], command_or_action)
+    # typing.Union, not `|`: the hook is looked up by the exact type lsprotocol uses.
+    converter.register_structure_hook(
+        Union[lsp.Command, lsp.CodeAction],  # noqa: UP007
+        command_or_action,
+    )
     return converter
 
 
@@ -43,7 +48,9 @@ def make_client() -> LanguageClient:
 
 
 def config(**env: str) -> ClientServerConfig:
-    return ClientServerConfig(server_command=SERVER, client_factory=make_client, server_env=env or None)
+    return ClientServerConfig(
+        server_command=SERVER, client_factory=make_client, server_env=env or None
+    )
 
 
 async def start(client: TestClient, editor: str, root: Path, options: Any = None) -> str:
@@ -103,7 +110,9 @@ EditorClient = Callable[..., AsyncIterator[TestClient]]
 
 
 @pytest_lsp.fixture(config=config(), params=["neovim", "visual-studio-code"])
-async def client(lsp_client: TestClient, request: pytest.FixtureRequest, workspace: Path) -> AsyncIterator[TestClient]:
+async def client(
+    lsp_client: TestClient, request: pytest.FixtureRequest, workspace: Path
+) -> AsyncIterator[TestClient]:
     lsp_client.encoding = await start(lsp_client, request.param, workspace)  # type: ignore[attr-defined]
     yield lsp_client
     await lsp_client.shutdown_session()

@@ -10,7 +10,7 @@ from pytest_lsp import LanguageClient
 
 from tests.e2e.conftest import open_document, rng, run, units
 
-DOC = '''import math
+DOC = """import math
 
 
 def ratio(a, b):
@@ -25,7 +25,7 @@ def report(values):
 
 for i in range(2):
     x = "żółw 🐢"; y = 1 / (1 - i)
-'''
+"""
 
 
 async def test_code_actions_listed_without_running(client: LanguageClient, workspace: Path) -> None:
@@ -34,7 +34,9 @@ async def test_code_actions_listed_without_running(client: LanguageClient, works
     selection = await client.text_document_code_action_async(
         lsp.CodeActionParams(
             text_document=lsp.TextDocumentIdentifier(uri=uri),
-            range=lsp.Range(start=lsp.Position(line=3, character=0), end=lsp.Position(line=5, character=0)),
+            range=lsp.Range(
+                start=lsp.Position(line=3, character=0), end=lsp.Position(line=5, character=0)
+            ),
             context=context,
         )
     )
@@ -48,7 +50,9 @@ async def test_code_actions_listed_without_running(client: LanguageClient, works
     cursor = await client.text_document_code_action_async(
         lsp.CodeActionParams(
             text_document=lsp.TextDocumentIdentifier(uri=uri),
-            range=lsp.Range(start=lsp.Position(line=9, character=4), end=lsp.Position(line=9, character=4)),
+            range=lsp.Range(
+                start=lsp.Position(line=9, character=4), end=lsp.Position(line=9, character=4)
+            ),
             context=context,
         )
     )
@@ -56,7 +60,9 @@ async def test_code_actions_listed_without_running(client: LanguageClient, works
     assert list(client.diagnostics.get(uri, [])) == []  # listing ran nothing
 
 
-async def test_error_lands_on_real_line_and_utf16_column(client: LanguageClient, workspace: Path) -> None:
+async def test_error_lands_on_real_line_and_utf16_column(
+    client: LanguageClient, workspace: Path
+) -> None:
     uri = open_document(client, workspace / "b.py", DOC)
     result = await run(client, uri, rng(13, 0, 15, 0))  # the for loop, lines 14-15
     assert result["status"] == "error"
@@ -79,9 +85,20 @@ async def test_error_lands_on_real_line_and_utf16_column(client: LanguageClient,
         assert diagnostic.range.start.character == len(prefix) + 1
 
 
-async def test_indented_selection_far_down_with_related_frames(client: LanguageClient, workspace: Path) -> None:
+async def test_indented_selection_far_down_with_related_frames(
+    client: LanguageClient, workspace: Path
+) -> None:
     filler = "".join(f"# filler {n}\n" for n in range(120))
-    text = filler + "def outer():\n    def inner(v):\n        return v[3]\n    if True:\n        data = [1, 2]\n        inner(data)\n    return 1\n"
+    text = (
+        filler
+        + "def outer():\n"
+        + "    def inner(v):\n"
+        + "        return v[3]\n"
+        + "    if True:\n"
+        + "        data = [1, 2]\n"
+        + "        inner(data)\n"
+        + "    return 1\n"
+    )
     uri = open_document(client, workspace / "c.py", text)
     # select the indented body of `outer` (lines 122-126, 1-based)
     result = await run(client, uri, rng(121, 4, 126, 0))
@@ -98,27 +115,36 @@ async def test_indented_selection_far_down_with_related_frames(client: LanguageC
         assert [info.location.range.start.line for info in diagnostic.related_information] == [125]
 
 
-async def test_hover_and_inlay_hint_show_output_and_value(client: LanguageClient, workspace: Path) -> None:
+async def test_hover_and_inlay_hint_show_output_and_value(
+    client: LanguageClient, workspace: Path
+) -> None:
     text = "x = 6\nprint('hello')\nx * 7\n"
     uri = open_document(client, workspace / "d.py", text)
     result = await run(client, uri, rng(0, 0, 2, 5))
     assert result["status"] == "ok" and result["value"] == "42" and result["stdout"] == "hello\n"
     hover = await client.text_document_hover_async(
-        lsp.HoverParams(text_document=lsp.TextDocumentIdentifier(uri=uri), position=lsp.Position(line=1, character=2))
+        lsp.HoverParams(
+            text_document=lsp.TextDocumentIdentifier(uri=uri),
+            position=lsp.Position(line=1, character=2),
+        )
     )
     assert hover is not None and isinstance(hover.contents, lsp.MarkupContent)
     assert "hello" in hover.contents.value and "42" in hover.contents.value
     hints = await client.text_document_inlay_hint_async(
         lsp.InlayHintParams(
             text_document=lsp.TextDocumentIdentifier(uri=uri),
-            range=lsp.Range(start=lsp.Position(line=0, character=0), end=lsp.Position(line=3, character=0)),
+            range=lsp.Range(
+                start=lsp.Position(line=0, character=0), end=lsp.Position(line=3, character=0)
+            ),
         )
     )
     assert hints is not None and [h.label for h in hints] == ["→ 42"]
     assert hints[0].position == lsp.Position(line=2, character=5)
 
 
-async def test_editing_run_lines_clears_and_lines_above_shift(client: LanguageClient, workspace: Path) -> None:
+async def test_editing_run_lines_clears_and_lines_above_shift(
+    client: LanguageClient, workspace: Path
+) -> None:
     text = "a = 1\nb = 2\n1 / 0\n"
     uri = open_document(client, workspace / "e.py", text)
     await run(client, uri, rng(2, 0, 2, 5))
@@ -128,7 +154,15 @@ async def test_editing_run_lines_clears_and_lines_above_shift(client: LanguageCl
     client.text_document_did_change(
         lsp.DidChangeTextDocumentParams(
             text_document=lsp.VersionedTextDocumentIdentifier(uri=uri, version=2),
-            content_changes=[lsp.TextDocumentContentChangePartial(range=lsp.Range(start=lsp.Position(line=0, character=0), end=lsp.Position(line=0, character=0)), text="import os\n")],
+            content_changes=[
+                lsp.TextDocumentContentChangePartial(
+                    range=lsp.Range(
+                        start=lsp.Position(line=0, character=0),
+                        end=lsp.Position(line=0, character=0),
+                    ),
+                    text="import os\n",
+                )
+            ],
         )
     )
     await asyncio.sleep(0.3)
@@ -137,21 +171,34 @@ async def test_editing_run_lines_clears_and_lines_above_shift(client: LanguageCl
     client.text_document_did_change(
         lsp.DidChangeTextDocumentParams(
             text_document=lsp.VersionedTextDocumentIdentifier(uri=uri, version=3),
-            content_changes=[lsp.TextDocumentContentChangePartial(range=lsp.Range(start=lsp.Position(line=3, character=4), end=lsp.Position(line=3, character=5)), text="2")],
+            content_changes=[
+                lsp.TextDocumentContentChangePartial(
+                    range=lsp.Range(
+                        start=lsp.Position(line=3, character=4),
+                        end=lsp.Position(line=3, character=5),
+                    ),
+                    text="2",
+                )
+            ],
         )
     )
     await asyncio.sleep(0.3)
     assert list(client.diagnostics[uri]) == []
 
 
-async def test_server_answers_while_code_runs_and_rerun_cancels(client: LanguageClient, workspace: Path) -> None:
+async def test_server_answers_while_code_runs_and_rerun_cancels(
+    client: LanguageClient, workspace: Path
+) -> None:
     text = "import time\ntime.sleep(30)\n"
     uri = open_document(client, workspace / "f.py", text)
     first = asyncio.ensure_future(run(client, uri, rng(0, 0, 1, 14)))
     await asyncio.sleep(0.5)
     hover = await asyncio.wait_for(
         client.text_document_hover_async(
-            lsp.HoverParams(text_document=lsp.TextDocumentIdentifier(uri=uri), position=lsp.Position(line=0, character=0))
+            lsp.HoverParams(
+                text_document=lsp.TextDocumentIdentifier(uri=uri),
+                position=lsp.Position(line=0, character=0),
+            )
         ),
         timeout=2,
     )
@@ -159,6 +206,8 @@ async def test_server_answers_while_code_runs_and_rerun_cancels(client: Language
     second = asyncio.ensure_future(run(client, uri, rng(0, 0, 1, 14)))
     first_result = await asyncio.wait_for(first, timeout=5)
     assert first_result["status"] == "cancelled"
-    client.text_document_did_close(lsp.DidCloseTextDocumentParams(text_document=lsp.TextDocumentIdentifier(uri=uri)))
+    client.text_document_did_close(
+        lsp.DidCloseTextDocumentParams(text_document=lsp.TextDocumentIdentifier(uri=uri))
+    )
     second_result = await asyncio.wait_for(second, timeout=5)
     assert second_result["status"] == "cancelled"
