@@ -51,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, metavar="S", help="wall-clock limit in seconds")
     _add_settings_option(run)
 
+    demo = commands.add_parser(
+        "demo", help="run a selection through the real server and show what an editor shows"
+    )
+    demo.add_argument("file", nargs="?", type=Path, default=Path("examples/demo.py"))
+    demo.add_argument("--lines", metavar="A-B", help="1-based inclusive range")
+
     doctor = commands.add_parser("doctor", help="show settings, interpreter and a test run")
     doctor.add_argument("path", nargs="?", type=Path, default=Path.cwd(), help="workspace")
     _add_settings_option(doctor)
@@ -207,6 +213,18 @@ def doctor_command(args: argparse.Namespace) -> int:
     return 0 if result.status == "ok" and result.value == "2" else 1
 
 
+def demo_command(args: argparse.Namespace) -> int:
+    from codeexec_lsp.demo import run_demo
+
+    file: Path = args.file
+    if not file.is_file():
+        raise UsageError(f"{file} not found: run the demo from the repository root, or name a file")
+    lines = None
+    if args.lines:
+        lines = _parse_lines(args.lines, len(file.read_text(encoding="utf-8").splitlines()))
+    return run_demo(file, lines)
+
+
 def serve_command(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
@@ -227,7 +245,7 @@ def serve_command(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handlers = {"run": run_command, "doctor": doctor_command}
+    handlers = {"run": run_command, "doctor": doctor_command, "demo": demo_command}
     handler = handlers.get(args.command or "serve", serve_command)
     try:
         return handler(args)

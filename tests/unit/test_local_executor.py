@@ -23,7 +23,9 @@ def request_for(code: str, tmp_path: Path, **settings: object) -> RunRequest:
     path = tmp_path / "snippet.py"
     path.write_text(code)
     return build_request(
-        snippet.whole_file(code, str(path)), Settings(**settings), tmp_path  # type: ignore[arg-type]
+        snippet.whole_file(code, str(path)),
+        Settings(**settings),
+        tmp_path,  # type: ignore[arg-type]
     )
 
 
@@ -65,7 +67,9 @@ async def test_hundred_megabytes_of_output_is_cut_quickly_without_memory_growth(
     tmp_path: Path,
 ) -> None:
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    code = "import sys\nchunk = 'x' * 1_000_000\nfor _ in range(100):\n    sys.stdout.write(chunk)\n"
+    code = (
+        "import sys\nchunk = 'x' * 1_000_000\nfor _ in range(100):\n    sys.stdout.write(chunk)\n"
+    )
     started = time.monotonic()
     result = await run(code, tmp_path)
     assert time.monotonic() - started < 15

@@ -1,0 +1,99 @@
+"""`codeexec-lsp demo`: drive the real server over stdio as an editor would, and print
+what the editor would show (diagnostics, hover, inlay hints)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types as lsp
+from pygls.lsp.client import LanguageClient
+
+DEMO_FILE = Path("examples") / "demo.py"
+
+
+def _line_range(first: int, last: int) -> dict[str, Any]:
+    return {"start": {"line": first - 1, "character": 0}, "end": {"line": last, "character": 0}}
+
+
+async def _demo(file: Path, first: int, last: int) -> int:
+    client = LanguageClient("codeexec-demo", "1")
+    published: asyncio.Queue[lsp.PublishDiagnosticsParams] = asyncio.Queue()
+
+    @client.feature(lsp.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    def on_diagnostics(params: lsp.PublishDiagnosticsParams) -> None:
+        published.put_nowait(params)
+
+    await client.start_io(sys.executable, "-m", "codeexec_lsp")
+    text = file.read_text(encoding="utf-8")
+    uri = file.resolve().as_uri()
+    try:
+        await client.initialize_async(
+            lsp.InitializeParams(
+                capabilities=lsp.ClientCapabilities(),
+                root_uri=file.resolve().parent.as_uri(),
+            )
+        )
+        client.initialized(lsp.InitializedParams())
+        client.text_document_did_open(
+            lsp.DidOpenTextDocumentParams(
+                text_document=lsp.TextDocumentItem(
+                    uri=uri, language_id="python", version=1, text=text
+                )
+            )
+        )
+        lines = text.splitlines()
+        print(f"$ editor: select {file.name} lines {first}-{last}, pick 'Run selection'\n")
+        for number in range(first, last + 1):
+            print(f"  {number:>3} | {lines[number - 1]}")
+        result = await client.workspace_execute_command_async(
+            lsp.ExecuteCommandParams(
+                command="codeexec.run", arguments=[uri, _line_range(first, last)]
+            )
+        )
+        print(f"\nresult: status={result['status']}  stdout={result['stdout']!r}")
+        params = await asyncio.wait_for(published.get(), timeout=10) if result["error"] else None
+        for diagnostic in params.diagnostics if params else []:
+            start = diagnostic.range.start
+            print(
+                f"\ndiagnostic at line {start.line + 1}, column {start.character + 1} "
+                f"[{diagnostic.source}/{diagnostic.code}]: {diagnostic.message}"
+            )
+            print(f"  {start.line + 1:>3} | {lines[start.line]}")
+            print("        " + " " * start.character + "^")
+        hover = await client.text_document_hover_async(
+            lsp.HoverParams(
+                text_document=lsp.TextDocumentIdentifier(uri=uri),
+                position=lsp.Position(line=first - 1, character=0),
+            )
+        )
+        if hover is not None and isinstance(hover.contents, lsp.MarkupContent):
+            print("\nhover over the run lines:\n")
+            print("\n".join("    " + line for line in hover.contents.value.splitlines()))
+        hints = await client.text_document_inlay_hint_async(
+            lsp.InlayHintParams(
+                text_document=lsp.TextDocumentIdentifier(uri=uri),
+                range=lsp.Range(
+                    start=lsp.Position(line=0, character=0),
+                    end=lsp.Position(line=len(lines), character=0),
+                ),
+            )
+        )
+        for hint in hints or []:
+            print(f"\ninlay hint after line {hint.position.line + 1}: {hint.label}")
+        return 0
+    finally:
+        await client.shutdown_async(None)
+        client.exit(None)
+        await client.stop()
+
+
+def run_demo(file: Path | None = None, lines: tuple[int, int] | None = None) -> int:
+    target = file or DEMO_FILE
+    if lines is None:
+        text = target.read_text(encoding="utf-8").splitlines()
+        cell = next((i for i, line in enumerate(text, 1) if "Price ratios" in line), 1)
+        lines = (cell, len(text))
+    return asyncio.run(_demo(target, *lines))
