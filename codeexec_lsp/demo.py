@@ -18,22 +18,21 @@ def _line_range(first: int, last: int) -> dict[str, Any]:
     return {"start": {"line": first - 1, "character": 0}, "end": {"line": last, "character": 0}}
 
 
-async def _demo(file: Path, first: int, last: int) -> int:
+async def _demo(file: Path, text: str, first: int, last: int) -> int:
     client = LanguageClient("codeexec-demo", "1")
     published: asyncio.Queue[lsp.PublishDiagnosticsParams] = asyncio.Queue()
 
-    @client.feature(lsp.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    @client.feature(lsp.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)  # type: ignore[untyped-decorator]
     def on_diagnostics(params: lsp.PublishDiagnosticsParams) -> None:
         published.put_nowait(params)
 
     await client.start_io(sys.executable, "-m", "codeexec_lsp")
-    text = file.read_text(encoding="utf-8")
-    uri = file.resolve().as_uri()
+    uri = file.as_uri()
     try:
         await client.initialize_async(
             lsp.InitializeParams(
                 capabilities=lsp.ClientCapabilities(),
-                root_uri=file.resolve().parent.as_uri(),
+                root_uri=file.parent.as_uri(),
             )
         )
         client.initialized(lsp.InitializedParams())
@@ -53,6 +52,8 @@ async def _demo(file: Path, first: int, last: int) -> int:
                 command="codeexec.run", arguments=[uri, _line_range(first, last)]
             )
         )
+        if result is None:
+            raise RuntimeError("the server answered codeexec.run with nothing")
         print(f"\nresult: status={result['status']}  stdout={result['stdout']!r}")
         params = await asyncio.wait_for(published.get(), timeout=10) if result["error"] else None
         for diagnostic in params.diagnostics if params else []:
@@ -87,13 +88,14 @@ async def _demo(file: Path, first: int, last: int) -> int:
     finally:
         await client.shutdown_async(None)
         client.exit(None)
-        await client.stop()
+        await client.stop()  # type: ignore[no-untyped-call]
 
 
 def run_demo(file: Path | None = None, lines: tuple[int, int] | None = None) -> int:
-    target = file or DEMO_FILE
+    target = (file or DEMO_FILE).resolve()
+    text = target.read_text(encoding="utf-8")
     if lines is None:
-        text = target.read_text(encoding="utf-8").splitlines()
-        cell = next((i for i, line in enumerate(text, 1) if "Price ratios" in line), 1)
-        lines = (cell, len(text))
-    return asyncio.run(_demo(target, *lines))
+        numbered = text.splitlines()
+        cell = next((i for i, line in enumerate(numbered, 1) if "Price ratios" in line), 1)
+        lines = (cell, len(numbered))
+    return asyncio.run(_demo(target, text, *lines))

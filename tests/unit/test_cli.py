@@ -66,3 +66,22 @@ def test_doctor_reports_without_leaking_secrets(tmp_path: Path, secret_name: str
     assert canary not in proc.stdout + proc.stderr
     assert "test run of 1+1: ok, value 2" in proc.stdout
     assert "interpreter:" in proc.stdout and secret_name in proc.stdout
+
+
+def test_demo_drives_the_real_server_and_shows_diagnostic_hover_and_hint() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "codeexec_lsp", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = DEMO.read_text().splitlines()
+    raising = next(i for i, line in enumerate(lines, 1) if "price / cheapest" in line)
+    column = lines[raising - 1].index("price / cheapest") + 1
+    assert f"diagnostic at line {raising}, column {column} [codeexec/ZeroDivisionError]" in (
+        proc.stdout
+    )
+    assert "hover over the run lines" in proc.stdout and "[1.0, 2.0]" in proc.stdout
+    assert "inlay hint after line" in proc.stdout
