@@ -66,3 +66,15 @@ class LlmContextTooLong(LlmError):
 
 class LlmBadAnswer(LlmError):
     """Malformed, truncated or empty answer."""
+
+
+class LlmBadRequest(LlmError):
+    """Another 4xx: the server refused the request as sent (a parameter or setting it rejects)."""
+
+
+class LlmAnswerTruncated(LlmBadAnswer):
+    """The answer stopped at max_tokens. `partial` is what arrived, for callers that can use it."""
+
+    def __init__(self, message: str, partial: str = "") -> None:
+        super().__init__(message)
+        self.partial = partial

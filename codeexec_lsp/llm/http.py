@@ -1,0 +1,565 @@
+"""HTTP machinery the OpenAI-compatible and Anthropic clients share: SSE parsing, retries,
+timeouts, and mapping HTTP failures to errors that say what to do."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import email.utils
+import functools
+import json
+import logging
+import math
+import os
+import random
+import ssl
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from codeexec_lsp.llm.base import (
+    ChatMessage,
+    LlmAnswerTruncated,
+    LlmAuthError,
+    LlmBadAnswer,
+    LlmBadRequest,
+    LlmContextTooLong,
+    LlmError,
+    LlmNotConfigured,
+    LlmNotFound,
+    LlmRateLimited,
+    LlmTimeout,
+    LlmUnavailable,
+)
+
+log = logging.getLogger("codeexec_lsp.llm")
+
+# A misrouted baseUrl can answer with a whole web page; the error message needs only its start.
+_ERROR_BODY_LIMIT = 64 * 1024
+_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
+_CONTEXT_CODES = frozenset(
+    {"context_length_exceeded", "exceed_context_size_error", "request_too_large"}
+)
+_CONTEXT_PHRASES = (
+    "context length",
+    "context_length",
+    "context window",
+    "context size",
+    "maximum context",
+    "prompt is too long",
+    "too many tokens",
+    "reduce the length",
+)
+
+
+def is_local_url(url: str) -> bool:
+    """True for loopback hosts: local model servers need no key and never go through a proxy."""
+    host = (urlsplit(url).hostname or "").lower()
+    return host in _LOCAL_HOSTS or host.endswith(".localhost") or host.startswith("127.")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How 429, 5xx and connection failures are retried. Timeouts are never retried, so a
+    user waits about `llm.timeout`, not a multiple of it."""
+
+    max_retries: int = 3
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+    # A longer Retry-After is reported to the user instead of silently waited for.
+    max_retry_after: float = 30.0
+
+    def backoff(self, retry: int) -> float:
+        """Seconds to wait before retry number `retry` (1-based)."""
+        # Jitter keeps several clients that share a rate limit from retrying in lockstep.
+        return min(self.max_delay, self.base_delay * 2.0 ** (retry - 1)) * random.uniform(0.5, 1.0)
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from `retry-after-ms` (OpenAI) or `Retry-After` (seconds or an HTTP date)."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) * scale
+        except ValueError:
+            try:
+                when = email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError):
+                continue
+            seconds = when.timestamp() - time.time()
+        if math.isfinite(seconds):
+            return max(0.0, seconds)
+    return None
+
+
+def is_context_error(message: str, code: str) -> bool:
+    """Whether an error says the prompt exceeded the context window; servers word it freely."""
+    lowered = message.lower()
+    return code in _CONTEXT_CODES or any(phrase in lowered for phrase in _CONTEXT_PHRASES)
+
+
+@dataclass(frozen=True)
+class SseEvent:
+    """One server-sent event. `event` is "" when the server sent no `event:` field."""
+
+    event: str
+    data: str
+
+
+class SseParser:
+    """Incremental text/event-stream parser (WHATWG rules), fed one line at a time."""
+
+    def __init__(self) -> None:
+        self._event = ""
+        self._data: list[str] = []
+        self.events = 0
+        self.junk_lines = 0
+
+    def feed(self, line: str) -> SseEvent | None:
+        """Take one line without its line ending; return the event a blank line completes."""
+        if not line:
+            data, event = self._data, self._event
+            self._data, self._event = [], ""
+            if not data:
+                return None
+            self.events += 1
+            return SseEvent(event, "\n".join(data))
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name not in ("id", "retry"):
+            # Counted so an HTML error page served as text/event-stream can be told apart
+            # from a stream that was merely cut short.
+            self.junk_lines += 1
+        return None
+
+
+@dataclass
+class AnswerState:
+    """What a decoder learned about the answer besides its text."""
+
+    finished: bool = False
+    truncated: bool = False
+    not_an_event_stream: bool = False
+
+
+@dataclass(frozen=True)
+class _Retryable:
+    kind: type[LlmError]
+    what: str
+    advice: str
+    retry_after: float | None
+
+
+@functools.cache
+def _ssl_context(trust_env: bool) -> ssl.SSLContext:
+    # Loading the CA bundle costs tens of milliseconds; a client per request would pay it
+    # every time. SSL_CERT_FILE / SSL_CERT_DIR are therefore read once, on first use.
+    return httpx.create_ssl_context(trust_env=trust_env)
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _describe_transport_error(exc: httpx.TransportError) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class HttpChatModel(abc.ABC):
+    """A ChatModel over HTTP with SSE streaming. Subclasses supply the wire format.
+
+    The API key is read from the environment for every request, never stored, and never part
+    of a message or repr. `stream()` is an async generator: a consumer that stops early should
+    close it (`contextlib.aclosing`) or cancel its task; either closes the HTTP connection.
+    """
+
+    provider = ""
+    default_key_env = ""
+    official_hosts: frozenset[str] = frozenset()
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        base_url: str,
+        api_key_env: str,
+        timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.model = model
+        self.base_url = base_url.rstrip("/")
+        self.api_key_env = api_key_env
+        self.timeout = timeout
+        self.retry = retry if retry is not None else RetryPolicy()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(model={self.model!r}, base_url={self.base_url!r}, "
+            f"api_key_env={self.api_key_env!r}, timeout={self.timeout!r})"
+        )
+
+    # --- what subclasses define -----------------------------------------------------------
+
+    @property
+    @abc.abstractmethod
+    def endpoint(self) -> str:
+        """The URL requests are POSTed to."""
+
+    @property
+    @abc.abstractmethod
+    def label(self) -> str:
+        """How messages name the server, e.g. "OpenAI-compatible server"."""
+
+    @abc.abstractmethod
+    def missing_key_message(self) -> str:
+        """What to set when the server needs a key and none is set."""
+
+    @abc.abstractmethod
+    def _headers(self, api_key: str) -> dict[str, str]: ...
+
+    @abc.abstractmethod
+    def _body(self, messages: Sequence[ChatMessage], max_tokens: int) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    def _decode_events(
+        self, events: AsyncIterator[SseEvent], state: AnswerState
+    ) -> AsyncIterator[str]:
+        """Yield text deltas from a streamed answer; set `state.finished` at its proper end."""
+
+    @abc.abstractmethod
+    def _decode_json(self, payload: Any, state: AnswerState) -> str:
+        """The text of a non-streamed answer (a server may ignore `stream: true`)."""
+
+    @abc.abstractmethod
+    def _error_info(self, payload: Any) -> tuple[str, str]:
+        """(message, code or type) from an error body; ("", "") if it has neither."""
+
+    def _not_found_advice(self) -> str:
+        return "Check codeexec.llm.model and codeexec.llm.baseUrl."
+
+    # --- the ChatModel interface ----------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        if self.is_official:
+            return f"{self.provider}:{self.model}"
+        return f"{self.provider}:{self.model}@{self.base_url}"
+
+    @property
+    def is_official(self) -> bool:
+        return (urlsplit(self.base_url).hostname or "").lower() in self.official_hosts
+
+    def api_key(self) -> str:
+        """The key, read from the environment now; "" if unset and the server needs none."""
+        key = os.environ.get(self.api_key_env, "").strip()
+        if not key and self.is_official:
+            raise LlmNotConfigured(self.missing_key_message())
+        return key
+
+    def key_advice(self) -> str:
+        if self.api_key_env == self.default_key_env:
+            return f"Set {self.api_key_env} (or the variable named by codeexec.llm.apiKeyEnv)"
+        return f"Set {self.api_key_env} (the variable named by codeexec.llm.apiKeyEnv)"
+
+    async def stream(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int = 2048
+    ) -> AsyncGenerator[str, None]:
+        api_key = self.api_key()
+        headers = self._headers(api_key)
+        body = self._body(messages, max_tokens)
+        state = AnswerState()
+        answered = False
+        trust_env = not is_local_url(self.base_url)
+        async with httpx.AsyncClient(
+            timeout=self._timeouts(), trust_env=trust_env, verify=_ssl_context(trust_env)
+        ) as client:
+            response = await self._send(client, headers, body, api_key)
+            try:
+                async for text in self._read(response, state):
+                    answered = answered or bool(text.strip())
+                    yield text
+            finally:
+                await response.aclose()
+        self._check_complete(state, answered=answered, max_tokens=max_tokens)
+
+    async def complete(self, messages: Sequence[ChatMessage], *, max_tokens: int = 2048) -> str:
+        parts: list[str] = []
+        try:
+            async for text in self.stream(messages, max_tokens=max_tokens):
+                parts.append(text)
+        except LlmAnswerTruncated as exc:
+            raise LlmAnswerTruncated(str(exc), "".join(parts)) from None
+        return "".join(parts)
+
+    # --- transport --------------------------------------------------------------------------
+
+    def _timeouts(self) -> httpx.Timeout:
+        # `read` bounds the wait for each chunk, so a long answer that keeps streaming is
+        # fine while a server that goes silent for `timeout` seconds is not.
+        return httpx.Timeout(
+            connect=min(self.timeout, 10.0),
+            read=self.timeout,
+            write=self.timeout,
+            pool=self.timeout,
+        )
+
+    @property
+    def _where(self) -> str:
+        return f"the {self.label} at {self.endpoint}"
+
+    def _timeout_error(self) -> LlmTimeout:
+        return LlmTimeout(
+            f"No answer from {self._where} within {self.timeout:g} s (model '{self.model}'). "
+            "Increase codeexec.llm.timeout, or check that the server is up and not overloaded "
+            "(a local model may still be loading)."
+        )
+
+    async def _send(
+        self, client: httpx.AsyncClient, headers: dict[str, str], body: dict[str, Any], key: str
+    ) -> httpx.Response:
+        attempt = 0
+        while True:
+            attempt += 1
+            log.debug("POST %s (model %s, attempt %d)", self.endpoint, self.model, attempt)
+            request = client.build_request("POST", self.endpoint, headers=headers, json=body)
+            try:
+                response = await client.send(request, stream=True)
+            except httpx.TimeoutException:
+                raise self._timeout_error() from None
+            except httpx.UnsupportedProtocol:
+                raise LlmNotConfigured(
+                    f"codeexec.llm.baseUrl {self.base_url!r} is not an http(s) URL. "
+                    "Set it to the server's API root, e.g. http://localhost:11434/v1."
+                ) from None
+            except httpx.TransportError as exc:
+                retryable = _Retryable(
+                    LlmUnavailable,
+                    f"could not be reached ({_describe_transport_error(exc)})",
+                    "Check that the server is running and that codeexec.llm.baseUrl is right.",
+                    None,
+                )
+            else:
+                if response.is_success:
+                    return response
+                retryable = await self._failure(response, key)
+            if attempt > self.retry.max_retries:
+                raise retryable.kind(
+                    f"{_sentence(self._where)} {retryable.what}; gave up after {attempt} "
+                    f"attempts. {retryable.advice}"
+                )
+            wait = retryable.retry_after
+            if wait is None:
+                wait = self.retry.backoff(attempt)
+            elif wait > self.retry.max_retry_after:
+                raise retryable.kind(
+                    f"{_sentence(self._where)} {retryable.what} and asked to retry after "
+                    f"{wait:.0f} s. {retryable.advice}"
+                )
+            log.info(
+                "%s %s; retrying in %.2f s (retry %d of %d)",
+                self.endpoint,
+                retryable.what,
+                wait,
+                attempt,
+                self.retry.max_retries,
+            )
+            await asyncio.sleep(wait)
+
+    async def _failure(self, response: httpx.Response, key: str) -> _Retryable:
+        """Raise the error for a non-retryable status; describe a retryable one."""
+        try:
+            raw = await self._read_error_body(response)
+        finally:
+            await response.aclose()
+        status = response.status_code
+        message, code = self._error_message(raw, key)
+        detail = f"HTTP {status}: {message}" if message else f"HTTP {status}"
+        retry_after = parse_retry_after(response.headers)
+        if status == 429 and code != "insufficient_quota":
+            return _Retryable(
+                LlmRateLimited,
+                f"is rate-limiting requests ({detail})",
+                "Wait a minute and try again, or check the rate limits of your plan.",
+                retry_after,
+            )
+        if status >= 500 or status in (408, 409):
+            return _Retryable(
+                LlmUnavailable,
+                f"failed ({detail})",
+                "Try again later; if the server is your own, check its log.",
+                retry_after,
+            )
+        raise self._client_error(response, detail, message, code, key)
+
+    async def _read_error_body(self, response: httpx.Response) -> bytes:
+        raw = b""
+        try:
+            async for chunk in response.aiter_bytes():
+                raw += chunk
+                if len(raw) >= _ERROR_BODY_LIMIT:
+                    break
+        except httpx.TimeoutException:
+            raise self._timeout_error() from None
+        except httpx.TransportError:
+            pass  # The status alone still tells the user what went wrong.
+        return raw
+
+    def _error_message(self, raw: bytes, key: str) -> tuple[str, str]:
+        text = raw.decode("utf-8", "replace")
+        try:
+            message, code = self._error_info(json.loads(text))
+        except ValueError:
+            message, code = text, ""
+        # Trailing periods would clash with the sentence the message is quoted in.
+        message = " ".join(message.split()).rstrip(".")
+        if len(message) > 300:
+            message = message[:297] + "..."
+        if key and len(key) >= 4:
+            # Some servers echo the key they rejected; the message ends up in the editor.
+            message = message.replace(key, "[REDACTED]")
+        return message, code
+
+    def _client_error(
+        self, response: httpx.Response, detail: str, message: str, code: str, key: str
+    ) -> LlmError:
+        status = response.status_code
+        if status in (401, 403):
+            if not key:
+                return LlmAuthError(
+                    f"{_sentence(self._where)} needs an API key ({detail}), and none was sent "
+                    f"because {self.api_key_env} is not set. {self.key_advice()} to your key."
+                )
+            return LlmAuthError(
+                f"{_sentence(self._where)} rejected the API key from {self.api_key_env} "
+                f"({detail}). {self.key_advice()} to a valid key."
+            )
+        if status == 404:
+            return LlmNotFound(
+                f"Model '{self.model}' was not found at {self.endpoint} ({detail}). "
+                f"{self._not_found_advice()}"
+            )
+        if status == 429:
+            return LlmRateLimited(
+                f"{_sentence(self._where)} refused the request because the account is out of "
+                f"quota ({detail}). Check the plan and billing of the key in {self.api_key_env}."
+            )
+        if status in (400, 413, 422) and is_context_error(message, code):
+            return self._context_error(detail)
+        if 300 <= status < 400:
+            location = response.headers.get("location", "another address")
+            return LlmBadRequest(
+                f"{_sentence(self._where)} redirected the request to {location} ({detail}). "
+                "Set codeexec.llm.baseUrl to the address the server redirects to."
+            )
+        return LlmBadRequest(
+            f"{_sentence(self._where)} refused the request ({detail}). "
+            "Check codeexec.llm.model and codeexec.llm.baseUrl."
+        )
+
+    def _context_error(self, detail: str) -> LlmContextTooLong:
+        return LlmContextTooLong(
+            f"The request is too long for model '{self.model}' ({detail}). Select fewer lines, "
+            "or choose a model with a larger context window in codeexec.llm.model."
+        )
+
+    # --- answers -------------------------------------------------------------------------------
+
+    async def _read(self, response: httpx.Response, state: AnswerState) -> AsyncIterator[str]:
+        content_type = response.headers.get("content-type", "").lower()
+        try:
+            if content_type.startswith("text/event-stream"):
+                parser = SseParser()
+                async for text in self._decode_events(self._events(response, parser), state):
+                    yield text
+                state.not_an_event_stream = parser.events == 0 and parser.junk_lines > 0
+            elif "json" in content_type:
+                yield self._decode_json(self._parse_json(await response.aread()), state)
+            else:
+                raise LlmBadAnswer(
+                    f"{_sentence(self._where)} answered with "
+                    f"{content_type or 'no content type'} instead of an event stream. Check that "
+                    "codeexec.llm.baseUrl points at the API, not at a web page."
+                )
+        except httpx.TimeoutException:
+            raise self._timeout_error() from None
+        except httpx.TransportError as exc:
+            if not state.finished:
+                raise LlmBadAnswer(
+                    f"The answer from {self._where} was cut short "
+                    f"({_describe_transport_error(exc)}). Try again."
+                ) from None
+
+    @staticmethod
+    async def _events(response: httpx.Response, parser: SseParser) -> AsyncIterator[SseEvent]:
+        async for line in response.aiter_lines():
+            event = parser.feed(line)
+            if event is not None:
+                yield event
+
+    def _check_complete(self, state: AnswerState, *, answered: bool, max_tokens: int) -> None:
+        if state.not_an_event_stream:
+            raise LlmBadAnswer(
+                f"{_sentence(self._where)} sent something that is not an event stream. Check "
+                "that codeexec.llm.baseUrl points at the API (for OpenAI-compatible servers it "
+                "usually ends in /v1)."
+            )
+        if not state.finished:
+            raise LlmBadAnswer(
+                f"The answer from {self._where} was cut short: the stream ended before the "
+                "model finished. Try again."
+            )
+        if state.truncated:
+            raise LlmAnswerTruncated(
+                f"The answer from model '{self.model}' stopped at the limit of {max_tokens} "
+                "tokens before it was complete. Select less code, or ask again."
+            )
+        if not answered:
+            raise LlmBadAnswer(
+                f"Model '{self.model}' at {self.endpoint} returned an empty answer. Try again, "
+                "or choose another model in codeexec.llm.model."
+            )
+
+    def _parse_json(self, data: str | bytes) -> Any:
+        try:
+            return json.loads(data)
+        except ValueError:
+            raise self._malformed("invalid JSON") from None
+
+    def _malformed(self, what: str) -> LlmBadAnswer:
+        return LlmBadAnswer(
+            f"{_sentence(self._where)} sent a malformed answer ({what}). Try again; if it keeps "
+            f"happening, check that codeexec.llm.baseUrl points at an {self.label}."
+        )
+
+    def _stream_error(self, payload: Any) -> LlmError:
+        """The error for an error event that arrived inside a 200 stream."""
+        message, code = self._error_info(payload)
+        message = " ".join(message.split())[:300] or "no details"
+        if is_context_error(message, code):
+            return self._context_error(message)
+        if "overloaded" in code or code in ("api_error", "server_error"):
+            return LlmUnavailable(
+                f"{_sentence(self._where)} failed while answering ({message}). "
+                "Try again in a moment."
+            )
+        if "rate_limit" in code:
+            return LlmRateLimited(
+                f"{_sentence(self._where)} is rate-limiting requests ({message}). "
+                "Wait a minute and try again."
+            )
+        return LlmBadAnswer(
+            f"{_sentence(self._where)} reported an error while answering ({message}). Try again."
+        )
