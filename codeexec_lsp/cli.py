@@ -15,11 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from codeexec_lsp import __version__, snippet
+from codeexec_lsp.actions.explain import check_not_excluded, explain
+from codeexec_lsp.actions.fix import FixRequest, fix
 from codeexec_lsp.actions.run import build_request
+from codeexec_lsp.cache import TextCache, user_cache_dir
+from codeexec_lsp.code_context import build_context
 from codeexec_lsp.config import Settings, merge, parse_settings
+from codeexec_lsp.edits import unified_diff
 from codeexec_lsp.execution.environment import looks_secret
 from codeexec_lsp.execution.local import LocalExecutor
 from codeexec_lsp.interpreters import find_interpreter
+from codeexec_lsp.llm.base import ChatModel, LlmError
+from codeexec_lsp.llm.factory import make_chat_model
 from codeexec_lsp.results import EXIT_CODES, RunResult
 
 USAGE_ERROR = 2
@@ -50,6 +57,20 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--executor", help="execution backend (local)")
     run.add_argument("--timeout", type=float, metavar="S", help="wall-clock limit in seconds")
     _add_settings_option(run)
+
+    explain = commands.add_parser("explain", help="explain lines with the configured model")
+    explain.add_argument("file", type=Path)
+    explain.add_argument("--lines", metavar="A-B", help="1-based inclusive range (default: all)")
+    explain.add_argument(
+        "--run", action="store_true", help="run the lines first and ground the explanation"
+    )
+    _add_settings_option(explain)
+
+    fix = commands.add_parser("fix", help="ask the model for a fix, verify it by running it")
+    fix.add_argument("file", type=Path)
+    fix.add_argument("--lines", metavar="A-B", help="1-based inclusive range (default: all)")
+    fix.add_argument("--apply", action="store_true", help="write the fix into the file")
+    _add_settings_option(fix)
 
     demo = commands.add_parser(
         "demo", help="run a selection through the real server and show what an editor shows"
@@ -213,6 +234,84 @@ def doctor_command(args: argparse.Namespace) -> int:
     return 0 if result.status == "ok" and result.value == "2" else 1
 
 
+def _read_lines(args: argparse.Namespace) -> tuple[str, str, int, int]:
+    file: Path = args.file
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {file}: {exc}") from exc
+    first, last = _parse_lines(args.lines, max(1, len(text.splitlines())))
+    return text, str(file.resolve()), first - 1, last - 1
+
+
+def _chat_model(settings: Settings) -> ChatModel:
+    llm = settings.llm
+    return make_chat_model(llm.provider, llm.base_url, llm.model, llm.api_key_env, llm.timeout)
+
+
+def explain_command(args: argparse.Namespace) -> int:
+    settings = _load_settings(args.settings, {})
+    text, path, first, last = _read_lines(args)
+    last_run = None
+    if args.run:
+        code = snippet.for_lines(text, path, first, last)
+        request = build_request(code, settings, _project_root(Path(path)))
+        last_run = asyncio.run(LocalExecutor().run(request))
+    printed = 0
+
+    def stream(so_far: str) -> None:
+        nonlocal printed
+        sys.stdout.write(so_far[printed:])
+        sys.stdout.flush()
+        printed = len(so_far)
+
+    try:
+        check_not_excluded(path, settings.llm.exclude)
+        ctx = build_context(text, path, first, last, last_run=last_run)
+        cache = TextCache(user_cache_dir() / "explanations")
+        result = asyncio.run(explain(_chat_model(settings), ctx, cache, on_text=stream))
+    except LlmError as exc:
+        print(f"codeexec-lsp: {exc}", file=sys.stderr)
+        return 1
+    if result.cached or printed < len(result.markdown):
+        sys.stdout.write(result.markdown[printed:])
+    print()
+    return 0
+
+
+def fix_command(args: argparse.Namespace) -> int:
+    settings = _load_settings(args.settings, {})
+    text, path, first, last = _read_lines(args)
+    workspace = _project_root(Path(path))
+
+    async def run_lines(document: str, first_line: int, last_line: int) -> RunResult:
+        code = snippet.for_lines(document, path, first_line, last_line)
+        return await LocalExecutor().run(build_request(code, settings, workspace))
+
+    request = FixRequest(
+        document=text,
+        path=path,
+        first_line=first,
+        last_line=last,
+        attempts=settings.fix.attempts,
+        verify=settings.fix.verify,
+    )
+    try:
+        check_not_excluded(path, settings.llm.exclude)
+        outcome = asyncio.run(fix(_chat_model(settings), request, run_lines))
+    except LlmError as exc:
+        print(f"codeexec-lsp: {exc}", file=sys.stderr)
+        return 1
+    if outcome.new_document is not None:
+        sys.stdout.write(unified_diff(str(args.file), text, outcome.new_document))
+    print(outcome.message, file=sys.stderr)
+    if args.apply and outcome.should_apply and outcome.new_document is not None:
+        Path(path).write_text(outcome.new_document, encoding="utf-8")
+        print(f"wrote {args.file}", file=sys.stderr)
+    nothing_to_fix = outcome.attempts == 0
+    return 0 if outcome.should_apply or nothing_to_fix else 1
+
+
 def demo_command(args: argparse.Namespace) -> int:
     from codeexec_lsp.demo import run_demo
 
@@ -245,7 +344,13 @@ def serve_command(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handlers = {"run": run_command, "doctor": doctor_command, "demo": demo_command}
+    handlers = {
+        "run": run_command,
+        "doctor": doctor_command,
+        "demo": demo_command,
+        "explain": explain_command,
+        "fix": fix_command,
+    }
     handler = handlers.get(args.command or "serve", serve_command)
     try:
         return handler(args)

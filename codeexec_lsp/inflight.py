@@ -4,7 +4,11 @@ stop them (pygls does not cancel executeCommand work on $/cancelRequest)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Hashable
+import contextlib
+from collections.abc import Awaitable, Hashable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class InFlightRuns:
@@ -37,3 +41,23 @@ class InFlightRuns:
 
     def __len__(self) -> int:
         return len(self._runs)
+
+
+class Cancelled(Exception):
+    """The user cancelled (progress cancel, a newer run of the same lines, a closed file)."""
+
+
+async def until_cancelled(awaitable: Awaitable[T], cancel: asyncio.Event) -> T:
+    """Await `awaitable`, but stop it and raise Cancelled as soon as `cancel` is set."""
+    work = asyncio.ensure_future(awaitable)
+    stop = asyncio.ensure_future(cancel.wait())
+    try:
+        await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+    if work.done():
+        return work.result()
+    work.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await work
+    raise Cancelled("cancelled")

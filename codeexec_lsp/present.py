@@ -165,6 +165,10 @@ def hover_markdown(record: RunRecord) -> str:
     return "\n\n".join(parts)
 
 
+def explanation_markdown(markdown: str) -> str:
+    return "**codeexec** · explanation\n\n" + _clip(markdown, 2 * HOVER_MAX_CHARS)
+
+
 # --- inlay hints --------------------------------------------------------------------------
 
 

@@ -1,14 +1,36 @@
-"""The run results shown in each document, kept in step with the user's edits.
+"""What each document shows from earlier runs and explanations, kept in step with edits.
 
-Lines are 0-based and spans inclusive. A result disappears when a line it came from is
-edited; results below an edit move with their lines.
+Lines are 0-based and spans inclusive. A record disappears when a line it came from is
+edited; records below an edit move with their lines.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Generic, Protocol, TypeVar
 
 from codeexec_lsp.results import RunResult
+
+
+class SpanRecord(Protocol):
+    @property
+    def first_line(self) -> int: ...
+
+    @property
+    def last_line(self) -> int: ...
+
+    def shifted(self: Record, delta: int) -> Record: ...
+
+
+Record = TypeVar("Record", bound=SpanRecord)
+
+
+def _covers(record: SpanRecord, line: int) -> bool:
+    return record.first_line <= line <= record.last_line
+
+
+def _overlaps(record: SpanRecord, first: int, last: int) -> bool:
+    return record.first_line <= last and first <= record.last_line
 
 
 @dataclass(frozen=True)
@@ -18,12 +40,6 @@ class RunRecord:
     result: RunResult
     label: str  # e.g. "lines 3–7", "cell (lines 1–9)"
     path: str  # the file name tracebacks use for this document
-
-    def covers(self, line: int) -> bool:
-        return self.first_line <= line <= self.last_line
-
-    def overlaps(self, first: int, last: int) -> bool:
-        return self.first_line <= last and first <= self.last_line
 
     def shifted(self, delta: int) -> RunRecord:
         error = self.result.error
@@ -51,25 +67,39 @@ class RunRecord:
         )
 
 
-class RunHistory:
-    def __init__(self) -> None:
-        self._records: dict[str, list[RunRecord]] = {}
+@dataclass(frozen=True)
+class ExplanationRecord:
+    first_line: int
+    last_line: int
+    markdown: str
 
-    def records(self, uri: str) -> list[RunRecord]:
+    def shifted(self, delta: int) -> ExplanationRecord:
+        return replace(self, first_line=self.first_line + delta, last_line=self.last_line + delta)
+
+
+class SpanHistory(Generic[Record]):
+    def __init__(self) -> None:
+        self._records: dict[str, list[Record]] = {}
+
+    def records(self, uri: str) -> list[Record]:
         return list(self._records.get(uri, []))
 
-    def add(self, uri: str, record: RunRecord) -> None:
-        """A new result replaces the results of every run it overlaps."""
+    def add(self, uri: str, record: Record) -> None:
+        """A new record replaces every record it overlaps."""
         kept = [
             old
             for old in self._records.get(uri, [])
-            if not old.overlaps(record.first_line, record.last_line)
+            if not _overlaps(old, record.first_line, record.last_line)
         ]
         self._records[uri] = [*kept, record]
 
-    def at_line(self, uri: str, line: int) -> RunRecord | None:
-        covering = [record for record in self._records.get(uri, []) if record.covers(line)]
+    def at_line(self, uri: str, line: int) -> Record | None:
+        covering = [record for record in self._records.get(uri, []) if _covers(record, line)]
         return covering[-1] if covering else None
+
+    def overlapping(self, uri: str, first: int, last: int) -> Record | None:
+        found = [r for r in self._records.get(uri, []) if _overlaps(r, first, last)]
+        return found[-1] if found else None
 
     def forget(self, uri: str) -> bool:
         return self._records.pop(uri, None) is not None
@@ -82,7 +112,7 @@ class RunHistory:
         delta = text.count("\n") - (end_line - start_line)
         # Inserting whole lines right before a result pushes it down rather than editing it.
         pure_line_insert = start_line == end_line and start_col == 0 and text.endswith("\n")
-        updated: list[RunRecord] = []
+        updated: list[Record] = []
         for record in records:
             if record.last_line < start_line:
                 updated.append(record)
@@ -94,3 +124,7 @@ class RunHistory:
         changed = updated != records
         self._records[uri] = updated
         return changed
+
+
+RunHistory = SpanHistory[RunRecord]
+ExplanationHistory = SpanHistory[ExplanationRecord]

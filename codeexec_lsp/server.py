@@ -9,26 +9,39 @@ import uuid
 from typing import Any
 
 from lsprotocol import types as lsp
-from pygls.exceptions import JsonRpcInvalidParams
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 from pygls.workspace import TextDocument
 
 from codeexec_lsp import __version__, present, snippet
+from codeexec_lsp.actions.explain import check_not_excluded, explain
+from codeexec_lsp.actions.fix import FixOutcome, FixRequest, fix
 from codeexec_lsp.actions.run import build_request, run_snippet, workspace_for
+from codeexec_lsp.cache import TextCache, user_cache_dir
+from codeexec_lsp.code_context import DiagnosticInfo, build_context
 from codeexec_lsp.config import Settings, SettingsStore, section_of
+from codeexec_lsp.edits import to_workspace_edit
 from codeexec_lsp.execution.base import Executor
 from codeexec_lsp.execution.local import LocalExecutor
-from codeexec_lsp.inflight import InFlightRuns
+from codeexec_lsp.inflight import Cancelled, InFlightRuns, until_cancelled
+from codeexec_lsp.llm.base import ChatModel, LlmError
+from codeexec_lsp.llm.factory import make_chat_model
 from codeexec_lsp.positions import from_client
 from codeexec_lsp.results import RunResult
-from codeexec_lsp.run_history import RunHistory, RunRecord
+from codeexec_lsp.run_history import ExplanationHistory, ExplanationRecord, RunHistory, RunRecord
 
 log = logging.getLogger(__name__)
 
 RUN = "codeexec.run"
+EXPLAIN = "codeexec.explain"
+FIX = "codeexec.fix"
+APPLY_FIX = "codeexec.applyFix"
 KIND_RUN = "codeexec.run"
 KIND_RUN_FILE = "codeexec.runFile"
+KIND_EXPLAIN = "codeexec.explain"
+KIND_FIX = "quickfix.codeexec.fix"
+REQUEST_FAILED = -32803  # LSP's RequestFailed: a valid request whose work failed
 PYTHON_LANGUAGE_IDS = {"python"}
 PYTHON_SUFFIXES = (".py", ".pyw", ".pyi", ".ipy")
 
@@ -41,6 +54,9 @@ class CodeexecServer(LanguageServer):
         self.history = RunHistory()
         self.in_flight = InFlightRuns()
         self.executor: Executor = LocalExecutor()
+        self.explanations = ExplanationHistory()
+        self.explain_cache = TextCache(user_cache_dir() / "explanations")
+        self.pending_fixes: dict[str, tuple[int | None, FixOutcome]] = {}
         self._warned: set[str] = set()
 
     def report_server_error(self, error: Exception, source: Any) -> None:
@@ -172,6 +188,165 @@ class CodeexecServer(LanguageServer):
             self.publish(uri)
         return result
 
+    # --- explain and fix ------------------------------------------------------------------
+
+    def chat_model(self) -> ChatModel:
+        llm = self.settings.llm
+        return make_chat_model(llm.provider, llm.base_url, llm.model, llm.api_key_env, llm.timeout)
+
+    def llm_failed(self, what: str, error: Exception) -> JsonRpcException:
+        message = f"codeexec {what}: {error}"
+        self.window_show_message(lsp.ShowMessageParams(type=lsp.MessageType.Error, message=message))
+        return JsonRpcException(message, code=REQUEST_FAILED)
+
+    async def explain(self, uri: str, range_: lsp.Range | None) -> dict[str, Any]:
+        code = self.snippet_for(uri, range_)
+        document = self.workspace.get_text_document(uri)
+        key = ("explain", uri, code.first_line, code.last_line)
+        cancel = self.in_flight.start(key)
+        try:
+            check_not_excluded(code.path, self.settings.llm.exclude)
+            model = self.chat_model()
+            record = self.history.overlapping(uri, code.first_line, code.last_line)
+            ctx = build_context(
+                document.source,
+                code.path,
+                code.first_line,
+                code.last_line,
+                last_run=record.result if record else None,
+            )
+            async with self.work_progress(f"Explaining {code.describe()}", cancel) as report:
+
+                def streamed(text: str) -> None:
+                    report(f"{len(text.split())} words")
+
+                result = await until_cancelled(
+                    explain(model, ctx, self.explain_cache, on_text=streamed), cancel
+                )
+        except LlmError as exc:
+            raise self.llm_failed("Explain", exc) from exc
+        except Cancelled:
+            return {"markdown": "", "cancelled": True}
+        finally:
+            self.in_flight.finish(key, cancel)
+        self.explanations.add(
+            uri, ExplanationRecord(code.first_line, code.last_line, result.markdown)
+        )
+        await self.show_explanation(code, result.markdown)
+        return {"markdown": result.markdown, "cached": result.cached}
+
+    async def show_explanation(self, code: snippet.Snippet, markdown: str) -> None:
+        if not self.capability("window.show_document"):
+            return
+        stem = code.path.rsplit("/", 1)[-1].removesuffix(".py")
+        path = user_cache_dir() / "explanations" / "documents"
+        target = path / f"{stem}-lines-{code.first_line + 1}-{code.last_line + 1}.md"
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            heading = f"# {stem}.py, {code.describe()}\n\n"
+            target.write_text(heading + markdown + "\n", encoding="utf-8")
+            await self.window_show_document_async(
+                lsp.ShowDocumentParams(uri=target.as_uri(), take_focus=True)
+            )
+        except Exception as exc:  # the hover still shows it; say why the document did not open
+            log.warning("could not show the explanation document: %s", exc)
+
+    async def fix(
+        self, uri: str, range_: lsp.Range | None, diagnostic: DiagnosticInfo | None
+    ) -> dict[str, Any]:
+        document = self.workspace.get_text_document(uri)
+        version, text, lines = document.version, document.source, list(document.lines)
+        on_one_line = range_ is not None and range_.start.line == range_.end.line
+        if range_ is None or range_.start == range_.end or (diagnostic and on_one_line):
+            # A cursor or a diagnostic: fix the enclosing function (or statement).
+            line = diagnostic.line if diagnostic else (range_.start.line if range_ else 0)
+            first, last, empty = line, line, True
+        else:
+            code = self.snippet_for(uri, range_)
+            first, last, empty = code.first_line, code.last_line, False
+        path = self.document_path(document)
+        record = self.history.overlapping(uri, first, last)
+        last_run = record.result if record and record.result.status != "ok" else None
+        request = FixRequest(
+            document=text,
+            path=path,
+            first_line=first,
+            last_line=last,
+            selection_empty=empty,
+            diagnostic=diagnostic,
+            last_run=last_run,
+            run_span=(record.first_line, record.last_line) if last_run and record else None,
+            attempts=self.settings.fix.attempts,
+            verify=self.settings.fix.verify,
+        )
+        workspace = workspace_for(path, self.workspace_folders())
+        key = ("fix", uri)
+        cancel = self.in_flight.start(key)
+
+        async def run_lines(document_text: str, first_line: int, last_line: int) -> RunResult:
+            lines_snippet = snippet.for_lines(document_text, path, first_line, last_line)
+            run_request = build_request(lines_snippet, self.settings, workspace)
+            # A throwaway process: verification must never touch a live session's state.
+            return await LocalExecutor().run(run_request, cancel)
+
+        try:
+            check_not_excluded(path, self.settings.llm.exclude)
+            model = self.chat_model()
+            async with self.work_progress("Fix with LLM", cancel):
+                outcome = await until_cancelled(fix(model, request, run_lines), cancel)
+        except LlmError as exc:
+            raise self.llm_failed("Fix", exc) from exc
+        except Cancelled:
+            return {"applied": False, "verified": False, "attempts": 0, "message": "Cancelled."}
+        finally:
+            self.in_flight.finish(key, cancel)
+        applied = False
+        message = outcome.message
+        if outcome.should_apply:
+            applied, refusal = await self.apply_fix_edit(uri, version, lines, outcome)
+            message = message if applied else refusal
+        elif outcome.edits:
+            self.pending_fixes[uri] = (version, outcome)
+            message += " Use the code action 'Apply unverified fix' to apply it anyway."
+        kind = lsp.MessageType.Info if applied and outcome.verified else lsp.MessageType.Warning
+        self.window_show_message(lsp.ShowMessageParams(type=kind, message=f"codeexec: {message}"))
+        return {**outcome.to_json(applied), "message": message}
+
+    async def apply_fix_edit(
+        self, uri: str, version: int | None, lines: list[str], outcome: FixOutcome
+    ) -> tuple[bool, str]:
+        """Apply as one versioned edit; (applied, why not) — a stale document is refused."""
+        stale = (
+            "The document changed while the fix was being made, so nothing was changed. "
+            "Run Fix with LLM again."
+        )
+        if self.workspace.get_text_document(uri).version != version or outcome.target is None:
+            return False, stale
+        edit = to_workspace_edit(
+            uri,
+            version or 0,
+            lines,
+            outcome.edits,
+            allowed_span=(outcome.target.start_line, outcome.target.end_line + 1),
+            position_encoding=self.encoding,
+        )
+        if not self.capability("workspace.workspace_edit.document_changes"):
+            changes = [e for c in edit.document_changes or [] for e in getattr(c, "edits", [])]
+            edit = lsp.WorkspaceEdit(changes={uri: changes})
+        try:
+            response = await self.workspace_apply_edit_async(
+                lsp.ApplyWorkspaceEditParams(edit=edit, label="Fix with LLM")
+            )
+        except Exception as exc:
+            return False, f"The editor could not apply the fix ({exc}); nothing was changed."
+        if not response.applied:
+            reason = f" ({response.failure_reason})" if response.failure_reason else ""
+            return False, stale.replace(
+                "The document", f"The editor refused the edit{reason}: the document"
+            )
+        self.pending_fixes.pop(uri, None)
+        return True, ""
+
     @contextlib.asynccontextmanager
     async def work_progress(self, title: str, cancel: asyncio.Event) -> Any:
         """Cancellable work-done progress, when the client supports it."""
@@ -241,9 +416,11 @@ def _parse_range(value: Any) -> lsp.Range | None:
     )
 
 
-def _parse_target(ls: CodeexecServer, args: tuple[Any, ...]) -> tuple[str, lsp.Range | None]:
+def _parse_target(
+    ls: CodeexecServer, args: tuple[Any, ...], command: str = RUN
+) -> tuple[str, lsp.Range | None]:
     if not args or not isinstance(args[0], str) or len(args) > 2:
-        raise JsonRpcInvalidParams("codeexec.run takes [uri, range?]")
+        raise JsonRpcInvalidParams(f"{command} takes [uri, range?]")
     uri = args[0]
     try:
         ls.workspace.get_text_document(uri).source  # noqa: B018 - unreadable -> clear error
@@ -285,8 +462,10 @@ def did_change(ls: CodeexecServer, params: lsp.DidChangeTextDocumentParams) -> N
         if isinstance(change, lsp.TextDocumentContentChangePartial):
             start, end = change.range.start, change.range.end
             changed |= ls.history.edit(uri, start.line, start.character, end.line, change.text)
+            ls.explanations.edit(uri, start.line, start.character, end.line, change.text)
         else:
             changed |= ls.history.forget(uri)
+            ls.explanations.forget(uri)
     if changed:
         ls.publish(uri)
 
@@ -294,37 +473,65 @@ def did_change(ls: CodeexecServer, params: lsp.DidChangeTextDocumentParams) -> N
 @server.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
 def did_close(ls: CodeexecServer, params: lsp.DidCloseTextDocumentParams) -> None:
     uri = params.text_document.uri
-    ls.in_flight.cancel_where(lambda key: key[0] == uri)
+    ls.in_flight.cancel_where(lambda key: uri in key)
+    ls.explanations.forget(uri)
+    ls.pending_fixes.pop(uri, None)
     if ls.history.forget(uri):
         ls.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
 
 
+def _action(title: str, kind: str, command: str, arguments: list[Any]) -> lsp.CodeAction:
+    return lsp.CodeAction(
+        title=title,
+        kind=kind,
+        command=lsp.Command(title=title, command=command, arguments=arguments),
+    )
+
+
+def _diagnostic_json(diagnostic: lsp.Diagnostic) -> dict[str, Any]:
+    return {
+        "range": _range_json(diagnostic.range),
+        "message": diagnostic.message,
+        "source": diagnostic.source,
+        "code": diagnostic.code,
+    }
+
+
 @server.feature(
     lsp.TEXT_DOCUMENT_CODE_ACTION,
-    lsp.CodeActionOptions(code_action_kinds=[KIND_RUN, KIND_RUN_FILE]),
+    lsp.CodeActionOptions(code_action_kinds=[KIND_RUN, KIND_RUN_FILE, KIND_EXPLAIN, KIND_FIX]),
 )
 def code_action(ls: CodeexecServer, params: lsp.CodeActionParams) -> list[lsp.CodeAction]:
+    """Listing is instant: nothing runs and no model is called until an action is picked."""
     document = ls.workspace.get_text_document(params.text_document.uri)
     if not _is_python(document):
         return []
     uri, range_ = document.uri, params.range
+    target = [uri, _range_json(range_)]
     if range_.start == range_.end:
         in_cell = snippet.cell_span(document.source, range_.start.line) is not None
-        title = "Run cell" if in_cell else "Run statement"
+        unit = "cell" if in_cell else "statement"
     else:
-        title = "Run selection"
+        unit = "selection"
     actions = [
-        lsp.CodeAction(
-            title=title,
-            kind=KIND_RUN,
-            command=lsp.Command(title=title, command=RUN, arguments=[uri, _range_json(range_)]),
-        ),
-        lsp.CodeAction(
-            title="Run file",
-            kind=KIND_RUN_FILE,
-            command=lsp.Command(title="Run file", command=RUN, arguments=[uri]),
-        ),
+        _action(f"Run {unit}", KIND_RUN, RUN, target),
+        _action("Run file", KIND_RUN_FILE, RUN, [uri]),
+        _action(f"Explain {unit}", KIND_EXPLAIN, EXPLAIN, target),
     ]
+    diagnostics = [
+        d for d in params.context.diagnostics if d.severity != lsp.DiagnosticSeverity.Hint
+    ]
+    for diagnostic in diagnostics[:1]:
+        fix_action = _action("Fix with LLM", KIND_FIX, FIX, [*target, _diagnostic_json(diagnostic)])
+        fix_action.diagnostics = [diagnostic]
+        actions.append(fix_action)
+    if not diagnostics and unit == "selection":
+        actions.append(_action("Fix with LLM", KIND_FIX, FIX, target))
+    pending = ls.pending_fixes.get(uri)
+    if pending is not None and pending[0] == document.version and pending[1].target is not None:
+        span = pending[1].target
+        if span.start_line <= range_.end.line and range_.start.line <= span.end_line:
+            actions.append(_action("Apply unverified fix", KIND_FIX, APPLY_FIX, [uri]))
     only = params.context.only
     if only:
         actions = [a for a in actions if any(_kind_matches(a.kind, wanted) for wanted in only)]
@@ -337,14 +544,16 @@ def _kind_matches(kind: str | None, wanted: str) -> bool:
 
 @server.feature(lsp.TEXT_DOCUMENT_HOVER)
 def hover(ls: CodeexecServer, params: lsp.HoverParams) -> lsp.Hover | None:
-    record = ls.history.at_line(params.text_document.uri, params.position.line)
-    if record is None:
+    uri, line = params.text_document.uri, params.position.line
+    parts = []
+    if (record := ls.history.at_line(uri, line)) is not None:
+        parts.append(present.hover_markdown(record))
+    if (explanation := ls.explanations.at_line(uri, line)) is not None:
+        parts.append(present.explanation_markdown(explanation.markdown))
+    if not parts:
         return None
-    return lsp.Hover(
-        contents=lsp.MarkupContent(
-            kind=lsp.MarkupKind.Markdown, value=present.hover_markdown(record)
-        )
-    )
+    value = "\n\n---\n\n".join(parts)
+    return lsp.Hover(contents=lsp.MarkupContent(kind=lsp.MarkupKind.Markdown, value=value))
 
 
 @server.feature(lsp.TEXT_DOCUMENT_INLAY_HINT)
@@ -364,6 +573,48 @@ async def run_command(ls: CodeexecServer, *args: Any) -> dict[str, Any]:
     uri, range_ = _parse_target(ls, args)
     result = await ls.run(uri, range_)
     return result.to_json()
+
+
+def _parse_diagnostic(value: Any) -> DiagnosticInfo | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("message"), str):
+        raise JsonRpcInvalidParams("the diagnostic argument must be an LSP Diagnostic object")
+    range_ = _parse_range(value.get("range"))
+    code = value.get("code")
+    return DiagnosticInfo(
+        message=value["message"],
+        line=range_.start.line if range_ else 0,
+        source=value.get("source") if isinstance(value.get("source"), str) else None,
+        code=str(code) if code is not None else None,
+    )
+
+
+@server.command(EXPLAIN)
+async def explain_command(ls: CodeexecServer, *args: Any) -> dict[str, Any]:
+    uri, range_ = _parse_target(ls, args[:2], EXPLAIN)
+    return await ls.explain(uri, range_)
+
+
+@server.command(FIX)
+async def fix_command(ls: CodeexecServer, *args: Any) -> dict[str, Any]:
+    if len(args) > 3:
+        raise JsonRpcInvalidParams("codeexec.fix takes [uri, range, diagnostic?]")
+    uri, range_ = _parse_target(ls, args[:2], FIX)
+    return await ls.fix(uri, range_, _parse_diagnostic(args[2] if len(args) > 2 else None))
+
+
+@server.command(APPLY_FIX)
+async def apply_fix_command(ls: CodeexecServer, *args: Any) -> dict[str, Any]:
+    uri, _ = _parse_target(ls, args[:1], APPLY_FIX)
+    pending = ls.pending_fixes.get(uri)
+    if pending is None:
+        return {"applied": False, "message": "No unverified fix is waiting for this file."}
+    version, outcome = pending
+    lines = list(ls.workspace.get_text_document(uri).lines)
+    applied, refusal = await ls.apply_fix_edit(uri, version, lines, outcome)
+    message = "Applied the unverified fix." if applied else refusal
+    return {"applied": applied, "verified": False, "attempts": outcome.attempts, "message": message}
 
 
 @server.feature(lsp.SHUTDOWN)

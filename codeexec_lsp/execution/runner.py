@@ -352,8 +352,12 @@ def _ignore_interrupts() -> None:
             signal.signal(getattr(signal, name), signal.SIG_IGN)
 
 
-def run_request(request: dict[str, Any]) -> dict[str, Any]:
-    """Run one request in this process; returns the result object (never raises)."""
+def run_request(request: dict[str, Any], namespace: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run one request in this process; returns the result object (never raises).
+
+    `namespace` is the `__main__` dict to run in (a session's, kept between runs);
+    by default a fresh `__main__` module is made.
+    """
     path = request["path"]
     register_document(path, request.get("document") or request["code"])
     started = time.perf_counter()
@@ -367,7 +371,8 @@ def run_request(request: dict[str, Any]) -> dict[str, Any]:
             request.get("column", 0),
             request.get("document", ""),
         )
-        namespace = _new_main_module(path)
+        if namespace is None:
+            namespace = _new_main_module(path)
         value = _evaluate(compiled, namespace)
     except SystemExit as exc:
         failure = exc if exc.code not in (None, 0) else None

@@ -1,0 +1,87 @@
+"""Explain a selection with a chat model, grounded in what the code did when it last ran."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import PurePath
+
+from codeexec_lsp.cache import TextCache, cache_key
+from codeexec_lsp.code_context import CodeContext
+from codeexec_lsp.llm.base import (
+    ChatMessage,
+    ChatModel,
+    LlmBadAnswer,
+    LlmContextTooLong,
+    LlmError,
+)
+from codeexec_lsp.llm.prompts import PROMPT_VERSION, estimate_tokens, explain_messages
+
+EXPLAIN_MAX_TOKENS = 1500
+
+
+class ExcludedFile(LlmError):
+    """The file matches codeexec.llm.exclude: nothing about it may be sent to a model."""
+
+
+def check_not_excluded(path: str, patterns: Sequence[str]) -> None:
+    posix = PurePath(path).as_posix()
+    for pattern in patterns:
+        candidates = {pattern, pattern.removeprefix("**/")}
+        if any(
+            fnmatch.fnmatch(posix, p) or fnmatch.fnmatch(PurePath(posix).name, p)
+            for p in candidates
+        ):
+            raise ExcludedFile(
+                f"{PurePath(path).name} matches codeexec.llm.exclude ({pattern!r}): "
+                "nothing from it is sent to a model. Change llm.exclude to allow it."
+            )
+
+
+def trimmed(ctx: CodeContext) -> CodeContext:
+    """The smaller context to retry with when a model's context window is too small."""
+    return replace(ctx, enclosing=None, imports="")
+
+
+@dataclass(frozen=True)
+class Explanation:
+    markdown: str
+    cached: bool
+    prompt_tokens: int
+
+
+async def explain(
+    model: ChatModel,
+    ctx: CodeContext,
+    cache: TextCache | None = None,
+    on_text: Callable[[str], None] | None = None,
+) -> Explanation:
+    """Stream an explanation (calling `on_text` with the text so far); repeats come from cache."""
+    messages = explain_messages(ctx)
+    key = cache_key(model.name, PROMPT_VERSION, [(m.role, m.content) for m in messages])
+    if cache is not None and (hit := cache.get(key)) is not None:
+        return Explanation(hit, cached=True, prompt_tokens=estimate_tokens(messages))
+    try:
+        markdown = await _stream(model, messages, on_text)
+    except LlmContextTooLong:
+        messages = explain_messages(trimmed(ctx))
+        markdown = await _stream(model, messages, on_text)
+    markdown = markdown.strip()
+    if cache is not None:
+        cache.put(key, markdown)
+    return Explanation(markdown, cached=False, prompt_tokens=estimate_tokens(messages))
+
+
+async def _stream(
+    model: ChatModel, messages: list[ChatMessage], on_text: Callable[[str], None] | None
+) -> str:
+    parts: list[str] = []
+    async for delta in model.stream(messages, max_tokens=EXPLAIN_MAX_TOKENS):
+        parts.append(delta)
+        if on_text is not None:
+            on_text("".join(parts))
+    text = "".join(parts)
+    if not text.strip():
+        raise LlmBadAnswer("The model returned an empty explanation. Try again or another model.")
+    return text
