@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from codeexec_lsp.execution.local import LocalExecutor
 from codeexec_lsp.interpreters import find_interpreter
 from codeexec_lsp.llm.base import ChatModel, LlmError
 from codeexec_lsp.llm.factory import make_chat_model
+from codeexec_lsp.logs import configure_logging
 from codeexec_lsp.results import EXIT_CODES, RunResult
 
 USAGE_ERROR = 2
@@ -325,11 +325,7 @@ def demo_command(args: argparse.Namespace) -> int:
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(verbose=getattr(args, "verbose", False))
     from codeexec_lsp.server import server
 
     if getattr(args, "tcp", None):

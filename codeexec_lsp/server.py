@@ -27,6 +27,7 @@ from codeexec_lsp.execution.local import LocalExecutor
 from codeexec_lsp.inflight import Cancelled, InFlightRuns, until_cancelled
 from codeexec_lsp.llm.base import ChatModel, LlmError
 from codeexec_lsp.llm.factory import make_chat_model
+from codeexec_lsp.logs import watch_secret_names
 from codeexec_lsp.positions import from_client
 from codeexec_lsp.results import RunResult
 from codeexec_lsp.run_history import ExplanationHistory, ExplanationRecord, RunHistory, RunRecord
@@ -86,6 +87,7 @@ class CodeexecServer(LanguageServer):
 
     def apply_settings(self) -> None:
         self.settings, warnings = self.settings_store.current()
+        watch_secret_names(self.settings.secret_env_names)
         for warning in warnings:
             if warning in self._warned:
                 continue

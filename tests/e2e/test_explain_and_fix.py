@@ -337,3 +337,44 @@ async def test_canary_key_never_reaches_logs_or_executed_code(
     )
     assert CANARY not in everything
     assert os.environ.get("OPENAI_API_KEY") != CANARY
+
+
+async def test_fix_on_another_servers_diagnostic_targets_the_enclosing_function(
+    editor: LanguageClient, workspace: Path, fake_llm: FakeLlmServer
+) -> None:
+    await begin(editor, workspace, fake_llm)
+    text = 'def greet(name):\n    message = "Hello, " + nam\n    return message\n\n\nx = 1\n'
+    uri = buffers(editor).open(workspace / "typo.py", text)
+    pyright = lsp.Diagnostic(
+        range=lsp.Range(
+            start=lsp.Position(line=1, character=26), end=lsp.Position(line=1, character=29)
+        ),
+        message='"nam" is not defined',
+        source="Pyright",
+        code="reportUndefinedVariable",
+        severity=lsp.DiagnosticSeverity.Error,
+    )
+    actions = await editor.text_document_code_action_async(
+        lsp.CodeActionParams(
+            text_document=lsp.TextDocumentIdentifier(uri=uri),
+            range=pyright.range,
+            context=lsp.CodeActionContext(diagnostics=[pyright]),
+        )
+    )
+    assert actions is not None
+    fix_action = next(a for a in actions if a.title == "Fix with LLM")
+    assert isinstance(fix_action, lsp.CodeAction) and fix_action.command is not None
+    fixed = 'def greet(name):\n    message = "Hello, " + name\n    return message\n'
+    fake_llm.script(Answer(fenced(fixed)))
+    result = await command(editor, "codeexec.fix", *fix_action.command.arguments or [])
+    assert result["applied"] and result["verified"], result
+    assert buffers(editor).text[uri] == text.replace("+ nam\n", "+ name\n")
+    prompt = str(fake_llm.model_requests[0].body)
+    assert '\\"nam\\" is not defined' in prompt or '"nam" is not defined' in prompt
+    assert "Pyright" in prompt
+    [edit] = buffers(editor).edits
+    [document_edit] = edit.document_changes or []
+    assert isinstance(document_edit, lsp.TextDocumentEdit)
+    [text_edit] = document_edit.edits
+    assert isinstance(text_edit, lsp.TextEdit)
+    assert (text_edit.range.start.line, text_edit.range.end.line) == (1, 2)
