@@ -61,6 +61,10 @@ class CodeexecServer(LanguageServer):
         self._warned: set[str] = set()
 
     def report_server_error(self, error: Exception, source: Any) -> None:
+        if isinstance(error, JsonRpcException):
+            # Deliberate error replies (bad arguments, a model failure already shown).
+            log.debug("request answered with an error: %s", error)
+            return
         log.exception("codeexec-lsp internal error", exc_info=error)
         with contextlib.suppress(Exception):
             self.window_show_message(
