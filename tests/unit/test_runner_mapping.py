@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
 from typing import Any
+
+import pytest
 
 from codeexec_lsp import snippet
 from codeexec_lsp.execution import runner
+
+
+@pytest.fixture(autouse=True)
+def keep_sigint_handler() -> Iterator[None]:
+    # run_request ignores SIGINT once the code is over, as the child process should.
+    handler = signal.getsignal(signal.SIGINT)
+    yield
+    signal.signal(signal.SIGINT, handler)
 
 
 def run(code: snippet.Snippet) -> dict[str, Any]:
