@@ -1,0 +1,729 @@
+"""The persistent backend: one long-lived worker per (interpreter, working directory) keeps
+the user's variables and imports between runs, like a REPL or Jupyter's interactive window.
+
+Why it is built this way:
+
+- Code and results travel as JSON lines on two dedicated pipes (worker.py); the user's
+  stdin is closed, as in a fresh run.
+- User output goes to the worker's own long-lived stdout/stderr pipes (fd level, so C
+  extensions and subprocesses are captured), cut into runs by a random end marker that
+  the worker writes after each run. Fresh pipes per run would need fd passing and new fds
+  in a process whose user code may already hold every fd it is allowed.
+- A long-lived process cannot get a per-run wall-clock rlimit, so the server enforces the
+  timeout: SIGINT to the worker's process group (KeyboardInterrupt where the code was, as
+  Ctrl-C in a REPL), and if the code does not report within a short grace, SIGKILL of the
+  group and a new worker; the result then says plainly that the state was lost. The
+  worker only gets SIGINT after it said the run's code started, so a late interrupt never
+  hits the idle worker or the next run.
+- Runs on one session are queued in arrival order (asyncio.Lock wakes waiters FIFO).
+- Throwaway runs, such as verifying a fix, belong in LocalExecutor: a fresh process cannot
+  touch the session's state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import signal
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from codeexec_lsp.execution.base import Limits, RunRequest
+from codeexec_lsp.execution.capture import BoundedCapture, DelimitedStream
+from codeexec_lsp.execution.outcome import (
+    StopReason,
+    build_result,
+    classify,
+    could_not_start,
+    internal_result,
+    kill_group,
+    signal_name,
+    start_failure_message,
+)
+from codeexec_lsp.results import ErrorInfo, RunResult, Status
+
+NAME = "session"
+WORKER = Path(__file__).with_name("worker.py")
+# Unlike a fresh process, a session is worth a moment's wait before it is killed for output.
+INTERRUPT_GRACE_S: dict[StopReason, float] = {"timeout": 1.0, "cancelled": 0.5, "output": 0.5}
+LATE_REPORT_S = 0.2  # interrupted, maybe still formatting the traceback
+START_TIMEOUT_S = 30.0
+MARKER_GRACE_S = 1.0  # the result is in; the markers were written before it
+DRAIN_GRACE_S = 1.0  # an escaped grandchild may hold the pipes open forever
+STATE_LOST = "its state (variables, imports) was lost"
+
+SessionKey = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class _StartConfig:
+    """What a worker fixes when it starts; a run that needs other values needs a new one."""
+
+    python: str
+    cwd: str
+    env: tuple[tuple[str, str], ...]
+    memory_mb: int
+    max_file_mb: int
+    max_open_files: int
+    # Added per run instead: different files of one workspace need different entries.
+    sys_path: tuple[str, ...] = field(default=(), compare=False)
+
+    @classmethod
+    def of(
+        cls,
+        python: str,
+        cwd: str,
+        env: Mapping[str, str],
+        limits: Limits,
+        sys_path: Sequence[str],
+    ) -> _StartConfig:
+        return cls(
+            python=python,
+            cwd=cwd,
+            env=tuple(sorted(env.items())),
+            memory_mb=limits.memory_mb,
+            max_file_mb=limits.max_file_mb,
+            max_open_files=limits.max_open_files,
+            sys_path=tuple(sys_path),
+        )
+
+    @property
+    def key(self) -> SessionKey:
+        return (self.python, self.cwd)
+
+    def start_message(self) -> dict[str, Any]:
+        return {
+            "op": "start",
+            "sys_path": list(self.sys_path),
+            "limits": {
+                "memory_bytes": self.memory_mb * 1024 * 1024,
+                "file_bytes": self.max_file_mb * 1024 * 1024,
+                "open_files": self.max_open_files,
+            },
+        }
+
+
+@dataclass
+class _RunState:
+    limits: Limits
+    stdout: BoundedCapture
+    stderr: BoundedCapture
+    overflow: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: tuple[asyncio.Event, asyncio.Event] = field(
+        default_factory=lambda: (asyncio.Event(), asyncio.Event())
+    )
+
+    @property
+    def output_total(self) -> int:
+        return self.stdout.total + self.stderr.total
+
+
+class _OutputPipe(asyncio.Protocol):
+    """Feeds a worker's stdout or stderr to it as soon as the loop reads it."""
+
+    def __init__(self, worker: _Worker, index: int) -> None:
+        self.worker = worker
+        self.index = index
+
+    def data_received(self, data: bytes) -> None:
+        self.worker.on_output(self.index, data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.worker.on_output_closed(self.index)
+
+
+async def _read_pipe(fd: int, protocol: asyncio.BaseProtocol) -> asyncio.ReadTransport:
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.connect_read_pipe(lambda: protocol, os.fdopen(fd, "rb", buffering=0))
+    return transport
+
+
+class _Worker:
+    """One worker process: its pipes, the run it is doing, and how it ended."""
+
+    def __init__(self, process: asyncio.subprocess.Process, config: _StartConfig) -> None:
+        loop = asyncio.get_running_loop()
+        self.process = process
+        self.pid = process.pid
+        self.config = config
+        self.streams = (DelimitedStream(), DelimitedStream())
+        self.output_closed = (loop.create_future(), loop.create_future())
+        self.run_state: _RunState | None = None
+        self.results = asyncio.StreamReader(limit=1 << 30)
+        self.transports: list[asyncio.BaseTransport] = []
+        self.requests: asyncio.WriteTransport | None = None
+        self.killed_for: str | None = None  # why the server killed it on purpose
+        self.runs = 0
+        self.exited: asyncio.Future[int] = asyncio.ensure_future(process.wait())
+        self.ready: asyncio.Future[bool] | None = None
+
+    @classmethod
+    async def start(cls, config: _StartConfig) -> _Worker:
+        """Start the process and send it its limits; `ready` tells when it can run code.
+
+        Raises OSError when the interpreter cannot be started at all.
+        """
+        request_read, request_write = os.pipe()
+        result_read, result_write = os.pipe()
+        out_read, out_write = os.pipe()
+        err_read, err_write = os.pipe()
+        child_ends = (request_read, result_write, out_write, err_write)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                config.python,
+                "-u",
+                str(WORKER),
+                "--request-fd",
+                str(request_read),
+                "--result-fd",
+                str(result_write),
+                "--parent-pid",
+                str(os.getpid()),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out_write,
+                stderr=err_write,
+                cwd=config.cwd,
+                env=dict(config.env),
+                pass_fds=(request_read, result_write),
+                start_new_session=True,
+            )
+        except BaseException:
+            for fd in (request_write, result_read, out_read, err_read):
+                os.close(fd)
+            raise
+        finally:
+            for fd in child_ends:
+                os.close(fd)
+        worker = cls(process, config)
+        try:
+            await worker._connect(request_write, result_read, out_read, err_read)
+        except BaseException:
+            kill_group(process.pid)
+            raise
+        worker.send(config.start_message())
+        worker.ready = asyncio.ensure_future(worker._read_ready())
+        return worker
+
+    async def _connect(self, request_write: int, result_read: int, out: int, err: int) -> None:
+        loop = asyncio.get_running_loop()
+        self.transports.append(await _read_pipe(out, _OutputPipe(self, 0)))
+        self.transports.append(await _read_pipe(err, _OutputPipe(self, 1)))
+        self.transports.append(
+            await _read_pipe(result_read, asyncio.StreamReaderProtocol(self.results))
+        )
+        self.requests, _ = await loop.connect_write_pipe(
+            asyncio.Protocol, os.fdopen(request_write, "wb", buffering=0)
+        )
+        self.transports.append(self.requests)
+
+    @property
+    def alive(self) -> bool:
+        return self.killed_for is None and not self.exited.done()
+
+    # --- talking to the worker ---------------------------------------------------------
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self.requests is not None and not self.requests.is_closing():
+            self.requests.write(json.dumps(message).encode("utf-8") + b"\n")
+
+    async def read_message(self) -> dict[str, Any] | None:
+        """The next message, or None once the worker can say nothing more."""
+        try:
+            line = await self.results.readline()
+        except ValueError:
+            return None
+        if not line.endswith(b"\n"):
+            return None
+        try:
+            message = json.loads(line)
+        except ValueError:
+            return None
+        return message if isinstance(message, dict) else None
+
+    async def _read_ready(self) -> bool:
+        message = await self.read_message()
+        return bool(message and message.get("ready"))
+
+    # --- output ------------------------------------------------------------------------
+
+    def begin_run(self, run: _RunState, marker: bytes) -> None:
+        self.run_state = run
+        for index, capture in enumerate((run.stdout, run.stderr)):
+            self.streams[index].begin(marker, capture)
+            if self.streams[index].closed:
+                run.ended[index].set()
+
+    def end_run(self) -> None:
+        self.run_state = None
+        for stream in self.streams:
+            stream.abandon()
+
+    def on_output(self, index: int, data: bytes) -> None:
+        run = self.run_state
+        completed = self.streams[index].feed(data)
+        if run is None:
+            return
+        if completed:
+            run.ended[index].set()
+        if run.output_total > run.limits.output_hard_cap:
+            run.overflow.set()
+
+    def on_output_closed(self, index: int) -> None:
+        self.streams[index].close()
+        if self.run_state is not None:
+            self.run_state.ended[index].set()
+        if not self.output_closed[index].done():
+            self.output_closed[index].set_result(None)
+
+    # --- ending ------------------------------------------------------------------------
+
+    def kill(self, reason: str) -> None:
+        if self.killed_for is None and not self.exited.done():
+            self.killed_for = reason
+        kill_group(self.pid)
+
+    async def drain(self) -> None:
+        """Wait until the output pipes are closed, or give up on them."""
+        await asyncio.wait(set(self.output_closed), timeout=DRAIN_GRACE_S)
+
+    async def stop(self, reason: str) -> None:
+        self.kill(reason)
+        await asyncio.wait({self.exited}, timeout=DRAIN_GRACE_S)
+        await self.drain()
+        for transport in self.transports:
+            transport.close()
+        if self.ready is not None:
+            self.ready.cancel()
+
+    def describe_end(self) -> str:
+        code = self.process.returncode
+        if code is None:
+            return "it stopped answering"
+        if code < 0:
+            return f"it died from {signal_name(-code)}"
+        return f"it exited with status {code}"
+
+
+async def _first(
+    waitables: set[asyncio.Future[Any]], timeout: float | None
+) -> set[asyncio.Future[Any]]:
+    done: set[asyncio.Future[Any]]
+    done, _ = await asyncio.wait(waitables, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    return done
+
+
+async def _all_set(events: Sequence[asyncio.Event], timeout: float) -> None:
+    if all(event.is_set() for event in events):
+        return
+    waiters = {asyncio.ensure_future(event.wait()) for event in events}
+    try:
+        await asyncio.wait(waiters, timeout=timeout)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+async def _acquire(lock: asyncio.Lock, cancel: asyncio.Event | None) -> bool:
+    """Take our place in the session's queue; False if cancelled while waiting."""
+    if cancel is None:
+        cancel = asyncio.Event()
+    if cancel.is_set():
+        return False
+    acquiring = asyncio.ensure_future(lock.acquire())
+    cancelled = asyncio.ensure_future(cancel.wait())
+    try:
+        await _first({acquiring, cancelled}, None)
+    except asyncio.CancelledError:
+        if acquiring.done() and not acquiring.cancelled():
+            lock.release()
+        else:
+            acquiring.cancel()
+        raise
+    finally:
+        cancelled.cancel()
+    if acquiring.done():
+        return True
+    acquiring.cancel()
+    try:
+        await acquiring
+    except asyncio.CancelledError:
+        return False
+    lock.release()  # it was granted just as we gave up
+    return False
+
+
+class _Session:
+    """The worker for one (interpreter, cwd), replaced when it dies or its settings change."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()  # one run at a time, in order
+        self.spawn_lock = asyncio.Lock()  # restart() replaces workers outside `lock`
+        self.worker: _Worker | None = None
+        self.config: _StartConfig | None = None
+        self.note = ""  # told with the next run: why earlier state is gone
+        self.closed = False  # runs still queued when the executor closed must not restart it
+        self.cleanups: set[asyncio.Future[None]] = set()
+
+    async def ensure_worker(self, config: _StartConfig | None = None) -> _Worker:
+        async with self.spawn_lock:
+            config = config or self.config
+            assert config is not None
+            old = self.worker
+            if old is not None:
+                if old.alive and old.config == config:
+                    return old
+                if old.alive:
+                    self.note = (
+                        "New session: memoryMb, maxFileMb, maxOpenFiles or the environment "
+                        f"changed, and they apply when a session starts, so {STATE_LOST}."
+                    )
+                elif old.killed_for is None and not self.note:  # it died while idle
+                    ended = old.describe_end()
+                    self.note = f"New session: the previous one ended ({ended}), so {STATE_LOST}."
+                await old.stop("replaced")
+                self.worker = None
+            self.config = config
+            self.worker = await _Worker.start(config)
+            return self.worker
+
+    async def wait_ready(self, worker: _Worker, cancel: asyncio.Event | None) -> bool:
+        assert worker.ready is not None
+        waiting: set[asyncio.Future[Any]] = {worker.ready}
+        cancelled = asyncio.ensure_future(cancel.wait()) if cancel else None
+        if cancelled is not None:
+            waiting.add(cancelled)
+        try:
+            await _first(waiting, START_TIMEOUT_S)
+        finally:
+            if cancelled is not None:
+                cancelled.cancel()
+        return worker.ready.done() and not worker.ready.cancelled() and worker.ready.result()
+
+    async def discard(self, worker: _Worker, reason: str) -> None:
+        await worker.stop(reason)
+        if self.worker is worker:
+            self.worker = None
+
+    async def replace_lost(self, worker: _Worker, note: str) -> None:
+        """A worker died or was killed mid-run: say so next time, and start its successor
+        now so the next run does not wait for it."""
+        await worker.stop("lost")
+        if self.worker is not worker:
+            return  # restart() or close() already dealt with it
+        self.worker = None
+        self.note = note
+        with contextlib.suppress(OSError):
+            await self.ensure_worker()
+
+    # --- one run -----------------------------------------------------------------------
+
+    async def run(
+        self, request: RunRequest, cancel: asyncio.Event | None, started: float
+    ) -> RunResult:
+        config = _StartConfig.of(
+            request.python, request.cwd, request.env, request.limits, request.sys_path
+        )
+        try:
+            worker = await self.ensure_worker(config)
+        except OSError as exc:
+            return could_not_start(request, NAME, exc, started)
+        if not await self.wait_ready(worker, cancel):
+            if cancel is not None and cancel.is_set() and worker.alive:
+                return _cancelled(request, started)
+            assert worker.ready is not None
+            timed_out = not worker.ready.done()  # else its result pipe closed: it exited
+            await self.discard(worker, "failed to start")
+            if timed_out:
+                message = (
+                    f"The interpreter {request.python} did not start a session within "
+                    f"{START_TIMEOUT_S:g} s."
+                )
+            else:
+                stderr = worker.streams[1].idle.text()
+                message = start_failure_message(request.python, worker.process.returncode, stderr)
+            return internal_result(request, NAME, message, started)
+        if cancel is not None and cancel.is_set():
+            return _cancelled(request, started)
+        note, self.note = self.note, ""
+        try:
+            return await self._run_on(worker, request, cancel, started, note)
+        except asyncio.CancelledError:
+            # Nobody is left to wait for an interrupt to work: kill now, say so next time.
+            worker.kill("abandoned")
+            cleanup = asyncio.ensure_future(worker.stop("abandoned"))
+            self.cleanups.add(cleanup)  # a task nobody holds may be collected mid-way
+            cleanup.add_done_callback(self.cleanups.discard)
+            if self.worker is worker:
+                self.worker = None
+                self.note = f"New session: an earlier run was abandoned, so {STATE_LOST}."
+            raise
+
+    async def _run_on(
+        self,
+        worker: _Worker,
+        request: RunRequest,
+        cancel: asyncio.Event | None,
+        started: float,
+        note: str,
+    ) -> RunResult:
+        limits = request.limits
+        run = _RunState(
+            limits, BoundedCapture(limits.max_output_bytes), BoundedCapture(limits.max_output_bytes)
+        )
+        worker.runs += 1
+        run_id = worker.runs
+        marker = f"\x00codeexec-end:{secrets.token_hex(16)}\x00"
+        worker.begin_run(run, marker.encode("ascii"))
+        worker.send(
+            {
+                "op": "run",
+                "id": run_id,
+                "marker": marker,
+                "code": request.snippet.code,
+                "path": request.snippet.path,
+                "document": request.snippet.document,
+                "first_line": request.snippet.first_line + 1,
+                "column": request.snippet.column,
+                "sys_path": list(request.sys_path),
+                "cpu_seconds": limits.cpu_seconds,
+            }
+        )
+        try:
+            reported, reason = await self._supervise(worker, run, cancel, limits.timeout_s)
+            if reported is not None and reported.get("id") != run_id:
+                worker.kill("protocol")
+                reported = None
+            if reported is not None:
+                await _all_set(run.ended, MARKER_GRACE_S)
+            else:
+                # The result pipe closed: the worker is exiting; let it, for its status.
+                await asyncio.wait({worker.exited}, timeout=DRAIN_GRACE_S)
+                kill_group(worker.pid)  # whatever the run started goes with it
+                await worker.drain()
+        finally:
+            worker.end_run()
+        return await self._result(worker, request, reported, reason, run, started, note, run_id)
+
+    async def _supervise(
+        self,
+        worker: _Worker,
+        run: _RunState,
+        cancel: asyncio.Event | None,
+        timeout: float,
+    ) -> tuple[dict[str, Any] | None, StopReason | None]:
+        """Wait for the result, stopping the run on timeout, cancel or too much output."""
+        started = asyncio.Event()
+        result_task = asyncio.ensure_future(_run_messages(worker, started))
+        overflow = asyncio.ensure_future(run.overflow.wait())
+        cancelled = asyncio.ensure_future(cancel.wait()) if cancel else None
+        watched: set[asyncio.Future[Any]] = {result_task, worker.exited, overflow}
+        if cancelled is not None:
+            watched.add(cancelled)
+        try:
+            done = await _first(watched, timeout)
+            reason: StopReason | None
+            if cancelled is not None and cancelled in done:
+                reason = "cancelled"
+            elif overflow in done:
+                reason = "output"
+            elif not done:
+                reason = "timeout"
+            else:
+                reason = None
+            if reason is not None and not result_task.done() and worker.alive:
+                await self._interrupt(worker, started, result_task, INTERRUPT_GRACE_S[reason])
+                if not result_task.done():
+                    worker.kill(reason)
+            if not result_task.done():
+                # The worker is gone; its result pipe reports end of file at once.
+                await asyncio.wait({result_task}, timeout=DRAIN_GRACE_S)
+            reported = result_task.result() if result_task.done() else None
+            return reported, reason
+        finally:
+            for task in (overflow, cancelled, result_task):
+                if task is not None and not task.done():
+                    task.cancel()
+
+    async def _interrupt(
+        self,
+        worker: _Worker,
+        started: asyncio.Event,
+        result_task: asyncio.Future[dict[str, Any] | None],
+        grace: float,
+    ) -> None:
+        """Ctrl-C: the code gets a KeyboardInterrupt where it is, and reports it."""
+        until_started = asyncio.ensure_future(started.wait())
+        try:
+            await _first({until_started, result_task, worker.exited}, grace)
+        finally:
+            until_started.cancel()
+        if not started.is_set() or result_task.done() or worker.exited.done():
+            return
+        kill_group(worker.pid, signal.SIGINT)
+        await _first({result_task, worker.exited}, grace)
+        if not result_task.done() and not worker.exited.done():
+            await asyncio.wait({result_task}, timeout=LATE_REPORT_S)
+
+    async def _result(
+        self,
+        worker: _Worker,
+        request: RunRequest,
+        reported: dict[str, Any] | None,
+        reason: StopReason | None,
+        run: _RunState,
+        started: float,
+        note: str,
+        run_id: int,
+    ) -> RunResult:
+        lost = ""
+        classified: tuple[Status, ErrorInfo | None, str]
+        if reported is None and worker.killed_for in ("restart", "close"):
+            stopped_by = "restarted" if worker.killed_for == "restart" else "closed"
+            classified = ("cancelled", None, f"Cancelled: the session was {stopped_by}.")
+        else:
+            returncode = worker.process.returncode if reported is None else None
+            classified = classify(request.limits, returncode, reported, reason)
+            if reported is None:
+                if reason is not None:
+                    lost = (
+                        "The code did not stop cleanly when interrupted, so the session was "
+                        f"killed and restarted: {STATE_LOST}."
+                    )
+                    next_note = "New session: the previous one was killed after an interrupt"
+                else:
+                    lost = (
+                        f"The session's process ended, so {STATE_LOST}; "
+                        "the next run starts a new session."
+                    )
+                    next_note = f"New session: the previous one ended ({worker.describe_end()})"
+                await self.replace_lost(worker, f"{next_note}, so {STATE_LOST}.")
+        status, error, message = classified
+        message = " ".join(part for part in (note, message, lost) if part)
+        return build_result(
+            request,
+            NAME,
+            (status, error, message),
+            reported,
+            run.stdout,
+            run.stderr,
+            started,
+            extra={"session": {"pid": worker.pid, "run": run_id, "state_lost": bool(lost)}},
+        )
+
+
+async def _run_messages(worker: _Worker, started: asyncio.Event) -> dict[str, Any] | None:
+    while True:
+        message = await worker.read_message()
+        if message is None or "started" not in message:
+            return message
+        started.set()
+
+
+def _cancelled(
+    request: RunRequest, started: float, message: str = "Cancelled before it started."
+) -> RunResult:
+    empty = BoundedCapture(0)
+    return build_result(
+        request,
+        NAME,
+        ("cancelled", None, message),
+        None,
+        empty,
+        empty,
+        started,
+    )
+
+
+class SessionExecutor:
+    """Runs requests in persistent workers, one per (interpreter, working directory)."""
+
+    name = NAME
+
+    def __init__(self) -> None:
+        self._sessions: dict[SessionKey, _Session] = {}
+
+    def _session(self, key: SessionKey) -> _Session:
+        session = self._sessions.get(key)
+        if session is None:
+            session = self._sessions[key] = _Session()
+        return session
+
+    async def run(self, request: RunRequest, cancel: asyncio.Event | None = None) -> RunResult:
+        started = time.perf_counter()
+        session = self._session((request.python, request.cwd))
+        if not await _acquire(session.lock, cancel):
+            return _cancelled(request, started)
+        try:
+            if session.closed:
+                return _cancelled(request, started, "Cancelled: the session was closed.")
+            return await session.run(request, cancel, started)
+        finally:
+            session.lock.release()
+
+    async def warm(
+        self,
+        python: str,
+        cwd: str,
+        env: Mapping[str, str],
+        limits: Limits | None = None,
+        sys_path: Sequence[str] = (),
+    ) -> bool:
+        """Start the worker that a request with these fields would use, so the first run
+        does not wait for an interpreter to start. False if it could not start (the next
+        run reports why). Pass the fields of the RunRequest that build_request makes: a
+        run whose env or limits differ would need a new worker."""
+        config = _StartConfig.of(python, cwd, env, limits or Limits(), sys_path)
+        session = self._session(config.key)
+        async with session.lock:
+            try:
+                worker = await session.ensure_worker(config)
+            except OSError:
+                return False
+            if await session.wait_ready(worker, None):
+                return True
+            await session.discard(worker, "failed to start")
+            return False
+
+    async def restart(self, python: str | None = None, cwd: str | None = None) -> int:
+        """Clear the state of the sessions for `python` and `cwd` (None: any) by replacing
+        their workers with fresh ones. A run in progress there ends as cancelled; queued
+        runs go to the new worker. Returns how many sessions were restarted."""
+        chosen = [
+            session
+            for (session_python, session_cwd), session in self._sessions.items()
+            if session.config is not None
+            and python in (None, session_python)
+            and cwd in (None, session_cwd)
+        ]
+        for session in chosen:
+            old, session.worker = session.worker, None
+            session.note = ""
+            if old is not None:
+                await old.stop("restart")
+            with contextlib.suppress(OSError):
+                worker = await session.ensure_worker()
+                await session.wait_ready(worker, None)
+        return len(chosen)
+
+    def pids(self) -> dict[SessionKey, int]:
+        """The live workers' process ids (for doctor output and tests)."""
+        return {
+            key: session.worker.pid
+            for key, session in self._sessions.items()
+            if session.worker is not None and session.worker.alive
+        }
+
+    async def close(self) -> None:
+        """Stop every worker and whatever its runs started in its process group."""
+        sessions, self._sessions = list(self._sessions.values()), {}
+        workers = [session.worker for session in sessions if session.worker is not None]
+        for session in sessions:
+            session.closed = True
+            session.worker = None
+        await asyncio.gather(*(worker.stop("close") for worker in workers))

@@ -1,0 +1,229 @@
+"""The program a persistent session worker runs: many snippets, one shared ``__main__``.
+
+Like runner.py, whose compiling, running and error mapping it reuses, it runs under the
+*user's* interpreter, so it uses the standard library only and stays valid Python 3.8.
+
+Arguments: ``--request-fd R --result-fd W [--parent-pid P]``.
+
+Protocol: one JSON object per line in both directions, on dedicated pipes (never stdin,
+which user code sees as closed, like in runner.py).
+
+- ``--request-fd``: first ``{"op": "start", "limits": {...}, "sys_path": [...]}``, then
+  ``{"op": "run", "id", "marker", "code", "path", "document", "first_line", "column",
+  "sys_path", "cpu_seconds"}`` per run. End of file ends the worker.
+- ``--result-fd``: ``{"ready": true, "pid", "limits_applied"}`` once the limits are in
+  place; per run ``{"started": id}`` once an interrupt would reach the user's code, then
+  one runner-style result (plus ``id``).
+
+The user's stdout/stderr stay the process's own fds 1 and 2 for its whole life, so output
+from C code and subprocesses is captured too. After each run the worker writes the run's
+``marker`` (a random token from the server) to both pipes, through private duplicates of
+fds 1 and 2 that user code does not redirect, before reporting the result: the server cuts
+each pipe into runs at these markers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import types
+from collections.abc import Callable
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _load_runner() -> types.ModuleType:
+    """Import runner.py by path under a private name: our directory must not be on
+    sys.path, where user code could import our modules by accident."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "_codeexec_runner", os.path.join(HERE, "runner.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    # Registered so its exception classes can be pickled and named like runner's own.
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _c_stdio_flusher() -> Callable[[], None]:
+    """C code's printf output sits in libc's buffer (a pipe is not a terminal); a fresh
+    process flushes it at exit, a session must flush it after every run."""
+    try:
+        import ctypes
+
+        fflush = ctypes.CDLL(None).fflush
+        fflush.argtypes = [ctypes.c_void_p]
+    except (ImportError, OSError, AttributeError):
+        return lambda: None
+
+    def flush() -> None:
+        fflush(None)
+
+    return flush
+
+
+def _arm_cpu_limit(cpu_seconds: float | None) -> dict[str, Any]:
+    """A long-lived process has one CPU clock, so each run gets a soft RLIMIT_CPU at the
+    time used so far plus its budget (SIGXCPU then raises CPUTimeLimitExceeded in the
+    user's code). The hard limit stays open; the server's wall-clock timeout is the
+    backstop for code that survives SIGXCPU."""
+    try:
+        import resource
+    except ImportError:
+        return {}
+    if not cpu_seconds:
+        return {}
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    used = usage.ru_utime + usage.ru_stime
+    budget = max(1, int(cpu_seconds + 0.999))
+    try:
+        _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+        soft = int(used + 0.999) + budget
+        if hard != resource.RLIM_INFINITY:
+            soft = min(soft, hard)
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+    except (ValueError, OSError):
+        return {}
+    return {"RLIMIT_CPU": budget}
+
+
+def _disarm_cpu_limit() -> None:
+    try:
+        import resource
+
+        _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+        resource.setrlimit(resource.RLIMIT_CPU, (hard, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
+def _die_with_parent(parent: int) -> None:
+    """Unlike a fresh run, a worker has no CPU rlimit to end it: if the server dies, even
+    in the middle of a run, the kernel must take the worker along (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    except (ImportError, OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the server died before the request above took effect
+        os._exit(0)
+
+
+def _write_marker(targets: tuple[tuple[int, int], ...], marker: bytes) -> None:
+    """Each pipe gets the marker once: through our duplicate, else the standard fd."""
+    for choices in targets:
+        for target in choices:
+            try:
+                os.write(target, marker)  # shorter than PIPE_BUF: written at once
+                break
+            except OSError:
+                continue  # user code closed it; without a marker the server waits briefly
+
+
+class Worker:
+    def __init__(self, runner: types.ModuleType, results: Any) -> None:
+        self.runner = runner
+        self.results = results
+        self.namespace: dict[str, Any] = {}
+        self.limits_applied: dict[str, Any] = {}
+        self.pid = os.getpid()
+        self.output_fds = (os.dup(1), os.dup(2))  # os.dup: not inherited by user children
+        self.flush_c_stdio = _c_stdio_flusher()
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.results.write(json.dumps(message, default=str) + "\n")
+        self.results.flush()
+
+    def start(self, request: dict[str, Any]) -> None:
+        limits = dict(request.get("limits", {}))
+        limits.pop("cpu_seconds", None)  # per run, see _arm_cpu_limit
+        self.limits_applied = self.runner.apply_limits(limits)
+        self.runner._prepare_process({"path": "", "sys_path": request.get("sys_path", [])})
+        self.namespace = self.runner._new_main_module("")
+        del self.namespace["__file__"]  # set per run, to the file being run
+        self.send({"ready": True, "pid": os.getpid(), "limits_applied": self.limits_applied})
+
+    def run(self, request: dict[str, Any]) -> None:
+        runner = self.runner
+        path = request["path"]
+        self.namespace["__file__"] = path
+        sys.argv = [path]
+        for entry in reversed(request.get("sys_path", [])):
+            if entry not in sys.path:
+                sys.path.insert(0, entry)
+        cpu_applied = _arm_cpu_limit(request.get("cpu_seconds"))
+        try:
+            if hasattr(signal, "SIGXCPU"):
+                signal.signal(signal.SIGXCPU, runner._raise_cpu_limit)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            # From here an interrupt lands in this run; the server waits for this line
+            # before sending one, so it never hits the idle worker or the next run.
+            self.send({"started": request.get("id")})
+            outcome = runner.run_request(request, self.namespace)
+        except KeyboardInterrupt as exc:
+            # The interrupt landed just before or after the user's code, outside
+            # run_request's own handler; still report it rather than die.
+            runner._ignore_interrupts()
+            outcome = {
+                "status": "error",
+                "value": None,
+                "error": runner.describe_exception(exc, path),
+                "duration_ms": 0.0,
+            }
+        finally:
+            if os.getpid() != self.pid:
+                # A bare os.fork() in user code: the copy must not answer as the worker.
+                os._exit(0)
+            runner._ignore_interrupts()
+            _disarm_cpu_limit()
+        for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+            with contextlib.suppress(Exception):
+                stream.flush()  # type: ignore[union-attr]
+        with contextlib.suppress(Exception):
+            self.flush_c_stdio()
+        out, err = self.output_fds
+        _write_marker(((out, 1), (err, 2)), request["marker"].encode("utf-8"))
+        outcome["id"] = request.get("id")
+        outcome["limits_applied"] = dict(self.limits_applied, **cpu_applied)
+        self.send(outcome)
+
+
+def _fd_argument(args: list[str], name: str) -> int:
+    fd = int(args[args.index(name) + 1])
+    os.set_inheritable(fd, False)  # user code's children must not hold our pipes
+    return fd
+
+
+def main(argv: list[str] | None = None) -> None:
+    # Only user code may be interrupted; while idle, a stray SIGINT must not end the session.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    args = sys.argv[1:] if argv is None else argv
+    if "--parent-pid" in args:
+        _die_with_parent(int(args[args.index("--parent-pid") + 1]))
+    requests = os.fdopen(_fd_argument(args, "--request-fd"), "rb")
+    results = os.fdopen(_fd_argument(args, "--result-fd"), "w", encoding="utf-8")
+    worker = Worker(_load_runner(), results)
+    while True:
+        line = requests.readline()
+        if not line:
+            return
+        request = json.loads(line.decode("utf-8"))
+        if request.get("op") == "start":
+            worker.start(request)
+        elif request.get("op") == "run":
+            worker.run(request)
+
+
+if __name__ == "__main__":
+    main()
