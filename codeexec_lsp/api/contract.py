@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from codeexec_lsp.api.settings import ApiSettings
@@ -170,9 +170,7 @@ def _relabelled(error: ErrorInfo | None, type_name: str, message: str) -> ErrorI
 def _error_json(error: ErrorInfo | None) -> dict[str, Any] | None:
     if error is None:
         return None
-    data = RunResult(status="error", error=error).to_json()["error"]
-    assert isinstance(data, dict)
-    return data
+    return {**asdict(error), "frames": [asdict(frame) for frame in error.frames]}
 
 
 def response_body(
@@ -220,27 +218,9 @@ def response_body(
     }
 
 
-def library_error_body(message: str, request: ExecuteRequest) -> dict[str, Any]:
-    """A run that never started because its libraries are missing or failed to install."""
+def library_failure(message: str) -> RunResult:
+    """A run that never started: its libraries are missing or failed to install.
+
+    `message` reads `Type: text`, so clients show it like an exception the code raised."""
     type_name, _, text = message.partition(": ")
-    return {
-        "status": "error",
-        "output": "",
-        "error": message + "\n",
-        "stderr": "",
-        "value": None,
-        "error_info": {
-            "type": type_name,
-            "message": text,
-            "line": None,
-            "column": None,
-            "end_line": None,
-            "end_column": None,
-            "traceback": "",
-            "frames": [],
-        },
-        "run_status": "error",
-        "duration_ms": 0.0,
-        "truncated": False,
-        "max_run_time": request.max_run_time,
-    }
+    return RunResult(status="error", error=ErrorInfo(type=type_name, message=text))

@@ -139,11 +139,12 @@ async def check_libraries(
 
 def _missing_message(missing: Sequence[str]) -> str:
     names = ", ".join(repr(name) for name in missing)
-    subject = f"library {names} is" if len(missing) == 1 else f"libraries {names} are"
+    one = len(missing) == 1
+    subject = f"library {names} is" if one else f"libraries {names} are"
     return (
         f"ModuleNotFoundError: {subject} not installed on this execution server. Ask its "
-        "operator to install them, or to start the server with --allow-install so that "
-        "requests can install libraries."
+        f"operator to install {'it' if one else 'them'}, or to start the server with "
+        "--allow-install so that requests can install libraries."
     )
 
 
@@ -259,7 +260,14 @@ class LibraryManager:
         pip = (
             [sys.executable, "-m", "pip", "--python", python] if own_pip else [python, "-m", "pip"]
         )
-        options = ["install", "--disable-pip-version-check", "--no-input", "--quiet"]
+        # Wheels only: building an sdist would run its setup code outside the sandbox.
+        options = [
+            "install",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "--no-input",
+            "--quiet",
+        ]
         await self._step([*pip, *options, *check.missing], env, cwd, "install")
 
     async def _step(self, argv: list[str], env: Mapping[str, str], cwd: str, what: str) -> None:
