@@ -17,15 +17,17 @@ from codeexec_lsp import __version__, snippet
 from codeexec_lsp.actions.explain import check_not_excluded, explain
 from codeexec_lsp.actions.fix import FixRequest, fix
 from codeexec_lsp.actions.run import build_request
+from codeexec_lsp.api.cli import add_api_arguments, api_command
 from codeexec_lsp.cache import TextCache, user_cache_dir
 from codeexec_lsp.code_context import build_context
 from codeexec_lsp.config import Settings, merge, parse_settings
 from codeexec_lsp.edits import unified_diff
+from codeexec_lsp.execution.base import RunRequest
 from codeexec_lsp.execution.environment import looks_secret
 from codeexec_lsp.execution.local import LocalExecutor
+from codeexec_lsp.execution.registry import Executors
 from codeexec_lsp.interpreters import find_interpreter
 from codeexec_lsp.llm.base import ChatModel, LlmError
-from codeexec_lsp.llm.factory import make_chat_model
 from codeexec_lsp.logs import configure_logging
 from codeexec_lsp.results import EXIT_CODES, RunResult
 
@@ -54,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("file", type=Path)
     run.add_argument("--lines", metavar="A-B", help="1-based inclusive range (default: all)")
     run.add_argument("--json", action="store_true", help="print one RunResult JSON object")
-    run.add_argument("--executor", help="execution backend (local)")
+    run.add_argument("--executor", help="execution backend: session, local or http")
     run.add_argument("--timeout", type=float, metavar="S", help="wall-clock limit in seconds")
     _add_settings_option(run)
 
@@ -71,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     fix.add_argument("--lines", metavar="A-B", help="1-based inclusive range (default: all)")
     fix.add_argument("--apply", action="store_true", help="write the fix into the file")
     _add_settings_option(fix)
+
+    api = commands.add_parser("api", help="serve the /execute API (the reference server)")
+    add_api_arguments(api)
 
     demo = commands.add_parser(
         "demo", help="run a selection through the real server and show what an editor shows"
@@ -160,12 +165,20 @@ def run_command(args: argparse.Namespace) -> int:
     except snippet.SnippetError as exc:
         raise UsageError(str(exc)) from exc
     request = build_request(code, settings, _project_root(file.resolve()))
-    result = asyncio.run(LocalExecutor().run(request))
+    result = asyncio.run(_run_once(settings, request))
     if args.json:
         print(json.dumps(result.to_json(), ensure_ascii=False))
         return EXIT_CODES[result.status]
     _print_human(str(args.file), result)
     return EXIT_CODES[result.status]
+
+
+async def _run_once(settings: Settings, request: RunRequest) -> RunResult:
+    executors = Executors(prestart=False)
+    try:
+        return await executors.for_settings(settings).run(request)
+    finally:
+        await executors.close()
 
 
 def _print_human(file_arg: str, result: RunResult) -> None:
@@ -225,9 +238,12 @@ def doctor_command(args: argparse.Namespace) -> int:
     code = snippet.for_lines("1+1\n", str(workspace / "<doctor>"), 0, 0)
     request = build_request(code, settings, workspace)
     started = time.perf_counter()
-    result = asyncio.run(LocalExecutor().run(request))
+    result = asyncio.run(_run_once(settings, request))
     elapsed = (time.perf_counter() - started) * 1000
-    print(f"test run of 1+1: {result.status}, value {result.value}, {elapsed:.0f} ms round trip")
+    print(
+        f"test run of 1+1 ({result.executor}): {result.status}, value {result.value}, "
+        f"{elapsed:.0f} ms round trip (includes starting the interpreter)"
+    )
     if result.message:
         print(f"  {result.message}")
     print(f"  cwd {request.cwd}; limits applied: {result.extra.get('limits_applied', {})}")
@@ -245,6 +261,8 @@ def _read_lines(args: argparse.Namespace) -> tuple[str, str, int, int]:
 
 
 def _chat_model(settings: Settings) -> ChatModel:
+    from codeexec_lsp.llm.factory import make_chat_model  # httpx: import on use
+
     llm = settings.llm
     return make_chat_model(llm.provider, llm.base_url, llm.model, llm.api_key_env, llm.timeout)
 
@@ -346,6 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo": demo_command,
         "explain": explain_command,
         "fix": fix_command,
+        "api": api_command,
     }
     handler = handlers.get(args.command or "serve", serve_command)
     try:

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 EXECUTORS = ("local", "session", "http")
-AVAILABLE_EXECUTORS = ("local",)
 PROVIDERS = ("openai", "anthropic")
 
 
@@ -41,7 +40,7 @@ class FixSettings:
 
 @dataclass(frozen=True)
 class Settings:
-    executor: str = "local"
+    executor: str = "session"
     python: str | None = None
     timeout: float = 30.0
     cpu_seconds: float | None = None
@@ -188,12 +187,6 @@ def parse_settings(raw: Mapping[str, Any] | None) -> tuple[Settings, list[str]]:
                 f"codeexec.{key}: expected {invalid.expected}, got {_describe(value)}; "
                 f"using the default ({_describe(default)})"
             )
-    if settings.executor not in AVAILABLE_EXECUTORS:
-        warnings.append(
-            f'codeexec.executor: "{settings.executor}" is not available in this version yet; '
-            f'using "local" (a fresh sandboxed process per run)'
-        )
-        settings = replace(settings, executor="local")
     return settings, warnings
 
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from pathlib import Path
 from typing import Any
 
 from lsprotocol import types as lsp
@@ -22,11 +23,9 @@ from codeexec_lsp.cache import TextCache, user_cache_dir
 from codeexec_lsp.code_context import DiagnosticInfo, build_context
 from codeexec_lsp.config import Settings, SettingsStore, section_of
 from codeexec_lsp.edits import to_workspace_edit
-from codeexec_lsp.execution.base import Executor
-from codeexec_lsp.execution.local import LocalExecutor
+from codeexec_lsp.execution.registry import Executors
 from codeexec_lsp.inflight import Cancelled, InFlightRuns, until_cancelled
 from codeexec_lsp.llm.base import ChatModel, LlmError
-from codeexec_lsp.llm.factory import make_chat_model
 from codeexec_lsp.logs import watch_secret_names
 from codeexec_lsp.positions import from_client
 from codeexec_lsp.results import RunResult
@@ -35,10 +34,14 @@ from codeexec_lsp.run_history import ExplanationHistory, ExplanationRecord, RunH
 log = logging.getLogger(__name__)
 
 RUN = "codeexec.run"
+RESTART = "codeexec.restart"
+KIND_RESTART = "codeexec.restart"
 EXPLAIN = "codeexec.explain"
 FIX = "codeexec.fix"
 APPLY_FIX = "codeexec.applyFix"
 KIND_RUN = "codeexec.run"
+RESTART = "codeexec.restart"
+KIND_RESTART = "codeexec.restart"
 KIND_RUN_FILE = "codeexec.runFile"
 KIND_EXPLAIN = "codeexec.explain"
 KIND_FIX = "quickfix.codeexec.fix"
@@ -54,7 +57,7 @@ class CodeexecServer(LanguageServer):
         self.settings = Settings()
         self.history = RunHistory()
         self.in_flight = InFlightRuns()
-        self.executor: Executor = LocalExecutor()
+        self.executors = Executors()
         self.explanations = ExplanationHistory()
         self.explain_cache = TextCache(user_cache_dir() / "explanations")
         self.pending_fixes: dict[str, tuple[int | None, FixOutcome]] = {}
@@ -177,12 +180,19 @@ class CodeexecServer(LanguageServer):
         async with self.work_progress(f"Running {label}", cancel) as report:
             report(f"{request.python}")
             try:
-                result = await run_snippet(self.executor, request, cancel)
+                executor = self.executors.for_settings(self.settings)
+                result = await run_snippet(executor, request, cancel)
             finally:
                 self.in_flight.finish(key, cancel)
         if result.status == "internal":
             self.window_show_message(
                 lsp.ShowMessageParams(type=lsp.MessageType.Error, message=result.message)
+            )
+        elif result.extra.get("session", {}).get("state_lost"):
+            self.window_show_message(
+                lsp.ShowMessageParams(
+                    type=lsp.MessageType.Warning, message=f"codeexec: {result.message}"
+                )
             )
         if result.status == "cancelled":
             return result
@@ -194,9 +204,34 @@ class CodeexecServer(LanguageServer):
             self.publish(uri)
         return result
 
+    async def warm_session(self) -> None:
+        """Start the session worker now, so the first run is as fast as the others."""
+        if self.settings.executor != "session":
+            return
+        folders = self.workspace_folders()
+        if not folders:
+            return
+        probe = snippet.for_lines("pass\n", str(Path(folders[0]) / "__warm__.py"), 0, 0)
+        request = build_request(probe, self.settings, Path(folders[0]))
+        await self.executors.session.warm(
+            request.python, request.cwd, request.env, request.limits, request.sys_path
+        )
+
+    async def restart_session(self) -> dict[str, Any]:
+        restarted = await self.executors.session.restart()
+        message = (
+            f"codeexec: restarted {restarted} session(s); their variables and imports are gone."
+            if restarted
+            else "codeexec: no session was running; the next run starts a fresh one."
+        )
+        self.window_show_message(lsp.ShowMessageParams(type=lsp.MessageType.Info, message=message))
+        return {"restarted": restarted, "message": message}
+
     # --- explain and fix ------------------------------------------------------------------
 
     def chat_model(self) -> ChatModel:
+        from codeexec_lsp.llm.factory import make_chat_model  # httpx: import on use
+
         llm = self.settings.llm
         return make_chat_model(llm.provider, llm.base_url, llm.model, llm.api_key_env, llm.timeout)
 
@@ -293,7 +328,7 @@ class CodeexecServer(LanguageServer):
             lines_snippet = snippet.for_lines(document_text, path, first_line, last_line)
             run_request = build_request(lines_snippet, self.settings, workspace)
             # A throwaway process: verification must never touch a live session's state.
-            return await LocalExecutor().run(run_request, cancel)
+            return await self.executors.local.run(run_request, cancel)
 
         try:
             check_not_excluded(path, self.settings.llm.exclude)
@@ -446,6 +481,7 @@ def initialize(ls: CodeexecServer, params: lsp.InitializeParams) -> None:
 async def initialized(ls: CodeexecServer, params: lsp.InitializedParams) -> None:
     await ls.pull_settings()
     ls.apply_settings()
+    await ls.warm_session()
 
 
 @server.feature(lsp.WORKSPACE_DID_CHANGE_CONFIGURATION)
@@ -458,6 +494,7 @@ async def did_change_configuration(
         ls.settings_store.pushed = dict(section) if section else {}
     await ls.pull_settings()
     ls.apply_settings()
+    await ls.warm_session()
 
 
 @server.feature(lsp.TEXT_DOCUMENT_DID_CHANGE)
@@ -505,7 +542,9 @@ def _diagnostic_json(diagnostic: lsp.Diagnostic) -> dict[str, Any]:
 
 @server.feature(
     lsp.TEXT_DOCUMENT_CODE_ACTION,
-    lsp.CodeActionOptions(code_action_kinds=[KIND_RUN, KIND_RUN_FILE, KIND_EXPLAIN, KIND_FIX]),
+    lsp.CodeActionOptions(
+        code_action_kinds=[KIND_RUN, KIND_RUN_FILE, KIND_EXPLAIN, KIND_FIX, KIND_RESTART]
+    ),
 )
 def code_action(ls: CodeexecServer, params: lsp.CodeActionParams) -> list[lsp.CodeAction]:
     """Listing is instant: nothing runs and no model is called until an action is picked."""
@@ -538,6 +577,8 @@ def code_action(ls: CodeexecServer, params: lsp.CodeActionParams) -> list[lsp.Co
         span = pending[1].target
         if span.start_line <= range_.end.line and range_.start.line <= span.end_line:
             actions.append(_action("Apply unverified fix", KIND_FIX, APPLY_FIX, [uri]))
+    if ls.settings.executor == "session":
+        actions.append(_action("Restart session", KIND_RESTART, RESTART, []))
     only = params.context.only
     if only:
         actions = [a for a in actions if any(_kind_matches(a.kind, wanted) for wanted in only)]
@@ -596,6 +637,11 @@ def _parse_diagnostic(value: Any) -> DiagnosticInfo | None:
     )
 
 
+@server.command(RESTART)
+async def restart_command(ls: CodeexecServer, *args: Any) -> dict[str, Any]:
+    return await ls.restart_session()
+
+
 @server.command(EXPLAIN)
 async def explain_command(ls: CodeexecServer, *args: Any) -> dict[str, Any]:
     uri, range_ = _parse_target(ls, args[:2], EXPLAIN)
@@ -631,4 +677,4 @@ async def shutdown(ls: CodeexecServer, params: None) -> None:
         if not len(ls.in_flight):
             break
         await asyncio.sleep(0.05)
-    await ls.executor.close()
+    await ls.executors.close()

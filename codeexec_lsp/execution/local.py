@@ -69,13 +69,89 @@ async def _read_result(fd: int) -> bytes:
         transport.close()
 
 
+@dataclass
+class _Child:
+    process: asyncio.subprocess.Process
+    result_read: int
+
+    @property
+    def usable(self) -> bool:
+        return self.process.returncode is None
+
+    def discard(self) -> None:
+        kill_group(self.process.pid)
+        with contextlib.suppress(OSError):
+            os.close(self.result_read)
+
+
+SpareKey = tuple[str, str, tuple[tuple[str, str], ...]]
+
+
+async def _spawn(python: str, cwd: str, env: dict[str, str]) -> _Child:
+    result_read, result_write = os.pipe()
+    try:
+        process = await asyncio.create_subprocess_exec(
+            python,
+            "-u",
+            str(RUNNER),
+            "--result-fd",
+            str(result_write),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=cwd,
+            env=env,
+            pass_fds=(result_write,),
+            start_new_session=True,
+        )
+    except OSError:
+        os.close(result_read)
+        raise
+    finally:
+        os.close(result_write)
+    return _Child(process, result_read)
+
+
 class LocalExecutor:
-    """Runs each request in a new child process of the requested interpreter."""
+    """Runs each request in a new child process of the requested interpreter.
+
+    With `prestart`, the next child for the same interpreter, folder and environment is
+    started in advance and waits for its request, so a run does not pay for interpreter
+    start-up. Each child still runs exactly one request.
+    """
 
     name = "local"
 
+    def __init__(self, prestart: bool = False) -> None:
+        self.prestart = prestart
+        self._spares: dict[SpareKey, asyncio.Task[_Child]] = {}
+
     async def close(self) -> None:
-        return None
+        spares, self._spares = list(self._spares.values()), {}
+        for task in spares:
+            if task.done() and not task.cancelled() and task.exception() is None:
+                child = task.result()
+                child.discard()
+                await child.process.wait()
+            else:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    (await task).discard()
+
+    async def _child_for(self, request: RunRequest) -> _Child:
+        key: SpareKey = (request.python, request.cwd, tuple(sorted(request.env.items())))
+        spare = self._spares.pop(key, None)
+        if self.prestart:
+            self._spares[key] = asyncio.ensure_future(
+                _spawn(request.python, request.cwd, request.env)
+            )
+        if spare is not None:
+            with contextlib.suppress(OSError):
+                child = await spare
+                if child.usable:
+                    return child
+                child.discard()
+        return await _spawn(request.python, request.cwd, request.env)
 
     async def run(self, request: RunRequest, cancel: asyncio.Event | None = None) -> RunResult:
         started = time.perf_counter()
@@ -96,27 +172,11 @@ class LocalExecutor:
                 },
             }
         ).encode()
-        result_read, result_write = os.pipe()
         try:
-            process = await asyncio.create_subprocess_exec(
-                request.python,
-                "-u",
-                str(RUNNER),
-                "--result-fd",
-                str(result_write),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                cwd=request.cwd,
-                env=request.env,
-                pass_fds=(result_write,),
-                start_new_session=True,
-            )
+            child = await self._child_for(request)
         except OSError as exc:
-            os.close(result_read)
             return could_not_start(request, self.name, exc, started)
-        finally:
-            os.close(result_write)
+        process, result_read = child.process, child.result_read
 
         run = _Run(
             limits, BoundedCapture(limits.max_output_bytes), BoundedCapture(limits.max_output_bytes)

@@ -42,7 +42,7 @@ async def test_code_actions_listed_without_running(client: LanguageClient, works
     )
     assert selection is not None
     titles = [action.title for action in selection]
-    assert titles == ["Run selection", "Run file", "Explain selection", "Fix with LLM"]
+    assert titles[:4] == ["Run selection", "Run file", "Explain selection", "Fix with LLM"]
     first = selection[0]
     assert isinstance(first, lsp.CodeAction) and first.command is not None
     assert first.command.command == "codeexec.run"

@@ -64,7 +64,7 @@ def test_doctor_reports_without_leaking_secrets(tmp_path: Path, secret_name: str
     proc = cli("doctor", str(tmp_path), env={secret_name: canary})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert canary not in proc.stdout + proc.stderr
-    assert "test run of 1+1: ok, value 2" in proc.stdout
+    assert "test run of 1+1 (session): ok, value 2" in proc.stdout
     assert "interpreter:" in proc.stdout and secret_name in proc.stdout
 
 

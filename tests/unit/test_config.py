@@ -27,7 +27,7 @@ def test_bad_values_warn_name_the_key_and_keep_the_default() -> None:
         {"timeout": "soon", "memoryMb": -3, "executor": "docker", "envPassthrough": "PATH"}
     )
     assert settings.timeout == 30.0 and settings.memory_mb == 1024
-    assert settings.executor == "local" and settings.env_passthrough == ()
+    assert settings.executor == "session" and settings.env_passthrough == ()
     text = "\n".join(warnings)
     assert "codeexec.timeout: expected a positive number, got 'soon'" in text
     assert "codeexec.memoryMb: expected a positive whole number" in text
