@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from codeexec_lsp.cache import TextCache, user_cache_dir
 from codeexec_lsp.code_context import build_context
 from codeexec_lsp.config import Settings, merge, parse_settings
 from codeexec_lsp.edits import unified_diff
+from codeexec_lsp.execution import sandbox
 from codeexec_lsp.execution.base import RunRequest
 from codeexec_lsp.execution.environment import looks_secret
 from codeexec_lsp.execution.local import LocalExecutor
@@ -215,6 +217,7 @@ def doctor_command(args: argparse.Namespace) -> int:
     print(f"  memoryMb        {settings.memory_mb}")
     print(f"  maxOutputBytes  {settings.max_output_bytes:,}")
     print(f"  envPassthrough  {', '.join(settings.env_passthrough) or '(none)'}")
+    print(f"  network         {'on' if settings.network else 'off'} for executed code")
     print(f"  http.url        {settings.http.url or '(none)'}")
     print(f"  http.tokenEnv   {_mask(settings.http.token_env)}")
     print(f"  llm.provider    {settings.llm.provider}")
@@ -235,8 +238,11 @@ def doctor_command(args: argparse.Namespace) -> int:
         print(f"  version {version or 'unknown'}")
     except (OSError, subprocess.TimeoutExpired) as exc:
         print(f"  cannot start it: {exc}")
+    print("sandbox (what executed code gets here; see execution/sandbox.py):")
+    for line in sandbox.probe(interpreter.path, str(workspace)).lines():
+        print(line)
     code = snippet.for_lines("1+1\n", str(workspace / "<doctor>"), 0, 0)
-    request = build_request(code, settings, workspace)
+    request = replace(build_request(code, settings, workspace), network=settings.network)
     started = time.perf_counter()
     result = asyncio.run(_run_once(settings, request))
     elapsed = (time.perf_counter() - started) * 1000
@@ -247,6 +253,9 @@ def doctor_command(args: argparse.Namespace) -> int:
     if result.message:
         print(f"  {result.message}")
     print(f"  cwd {request.cwd}; limits applied: {result.extra.get('limits_applied', {})}")
+    applied = result.extra.get("sandbox")
+    if isinstance(applied, dict):
+        print(f"  sandbox applied: {applied.get('summary')}")
     return 0 if result.status == "ok" and result.value == "2" else 1
 
 

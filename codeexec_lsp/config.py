@@ -49,6 +49,8 @@ class Settings:
     max_file_mb: int = 512
     max_open_files: int = 1024
     env_passthrough: tuple[str, ...] = ()
+    # Executed code gets no network unless this is set (see execution/sandbox.py).
+    network: bool = False
     http: HttpSettings = field(default_factory=HttpSettings)
     llm: LlmSettings = field(default_factory=LlmSettings)
     fix: FixSettings = field(default_factory=FixSettings)
@@ -133,6 +135,7 @@ _KEYS: tuple[tuple[str, str, Check], ...] = (
     ("maxFileMb", "max_file_mb", _positive_int),
     ("maxOpenFiles", "max_open_files", _positive_int),
     ("envPassthrough", "env_passthrough", _string_list),
+    ("network", "network", _boolean),
     ("http.url", "http.url", _optional_string),
     ("http.tokenEnv", "http.token_env", _string),
     ("llm.provider", "llm.provider", _one_of(*PROVIDERS)),

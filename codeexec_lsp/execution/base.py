@@ -18,6 +18,8 @@ class Limits:
     max_output_bytes: int = 1_000_000
     max_file_mb: int = 512
     max_open_files: int = 1024
+    # Processes and threads of one run (one session worker): a pids cgroup counts both.
+    max_processes: int = 256
 
     @property
     def cpu_seconds(self) -> float:
@@ -39,6 +41,8 @@ class RunRequest:
     limits: Limits = field(default_factory=Limits)
     sys_path: tuple[str, ...] = ()
     interpreter_source: str = ""
+    # False: the code runs without network (codeexec.network); see sandbox.py for how.
+    network: bool = False
 
 
 class Executor(Protocol):

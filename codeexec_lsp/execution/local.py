@@ -1,8 +1,10 @@
 """The embedded default backend: a fresh, limited child process per run.
 
-The child runs `runner.py` in its own session (process group). It is interrupted with
-SIGINT on timeout or cancel, so the traceback can say where the code was, then the whole
-group is killed, so nothing the run started outlives it.
+The child runs `runner.py` in its own session (process group), confined as sandbox.py
+decides (a pids cgroup of its own, no network, writes only in the workspace and temp dir).
+It is interrupted with SIGINT on timeout or cancel, so the traceback can say where the code
+was, then the whole group and everything else the run started (the cgroup, or the child's
+process tree) is killed, so nothing the run started outlives it.
 """
 
 from __future__ import annotations
@@ -26,14 +28,17 @@ from codeexec_lsp.execution.outcome import (
     could_not_start,
     internal_result,
     kill_group,
+    looks_like_refused_fork,
+    over_process_limit,
     start_failure_message,
 )
+from codeexec_lsp.execution.sandbox import ProcessGuard, SandboxSpec, build_report
 from codeexec_lsp.results import RunResult
 
 __all__ = ["BoundedCapture", "LocalExecutor"]
 
 RUNNER = Path(__file__).with_name("runner.py")
-INTERRUPT_GRACE_S = {"timeout": 1.0, "cancelled": 0.5, "output": 0.0}
+INTERRUPT_GRACE_S = {"timeout": 1.0, "cancelled": 0.5, "output": 0.0, "processes": 0.0}
 EXIT_GRACE_S = 1.0  # after the result arrived: time for threads and atexit hooks
 DRAIN_GRACE_S = 1.0  # an escaped grandchild may hold the pipes open forever
 
@@ -57,37 +62,90 @@ async def _pump(stream: asyncio.StreamReader, capture: BoundedCapture, run: _Run
             run.overflow.set()
 
 
-async def _read_result(fd: int) -> bytes:
+async def _read_result(fd: int, into: bytearray) -> None:
+    """Read the result pipe to its end into `into`, which keeps what arrived if this is
+    cancelled: a process the code left behind may hold the pipe open."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 30)
     transport, _ = await loop.connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
     )
     try:
-        return await reader.read()
+        while chunk := await reader.read(READ_CHUNK):
+            into += chunk
     finally:
         transport.close()
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):  # not Linux 5.3+, or already reaped
+        return None
+
+
+async def _ended(process: asyncio.subprocess.Process) -> None:
+    """Returns once the child has exited and its status is known. process.wait() does too,
+    but before Python 3.12 it also waits until every pipe of the child is closed, which a
+    process that escaped the run (setsid() and fork) can hold open for ever."""
+    if process.returncode is not None:
+        return
+    loop = asyncio.get_running_loop()
+    exited: asyncio.Future[Any] = loop.create_future()
+    fd = _pidfd(process.pid)
+
+    def on_exit() -> None:
+        if not exited.done():
+            exited.set_result(None)
+
+    if fd is not None:
+        loop.add_reader(fd, on_exit)
+    waiting: asyncio.Future[Any] = asyncio.ensure_future(process.wait())
+    try:
+        while process.returncode is None:
+            # A pidfd wakes us at the exit; asyncio's watcher sets the status right after.
+            poll = 0.001 if exited.done() else 0.05
+            await asyncio.wait({exited, waiting}, timeout=poll)
+    finally:
+        waiting.cancel()
+        if fd is not None:
+            loop.remove_reader(fd)
+            os.close(fd)
+
+
+def _kill(process: asyncio.subprocess.Process, guard: ProcessGuard) -> None:
+    # The guard first: without a cgroup, the run's orphans are found through the child's
+    # process tree, which only holds them while the child lives.
+    guard.kill_now(process.pid)
+    kill_group(process.pid)
 
 
 @dataclass
 class _Child:
     process: asyncio.subprocess.Process
     result_read: int
+    guard: ProcessGuard
+    adopted: asyncio.Future[None]  # moved into its cgroup while the interpreter starts
 
     @property
     def usable(self) -> bool:
         return self.process.returncode is None
 
-    def discard(self) -> None:
-        kill_group(self.process.pid)
+    async def discard(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.adopted
+        _kill(self.process, self.guard)
         with contextlib.suppress(OSError):
             os.close(self.result_read)
+        await asyncio.wait({asyncio.ensure_future(_ended(self.process))}, timeout=DRAIN_GRACE_S)
+        await self.guard.release(self.process.pid)
 
 
-SpareKey = tuple[str, str, tuple[tuple[str, str], ...]]
+SpareKey = tuple[str, str, tuple[tuple[str, str], ...], SandboxSpec]
 
 
-async def _spawn(python: str, cwd: str, env: dict[str, str]) -> _Child:
+async def _spawn(python: str, cwd: str, env: dict[str, str], spec: SandboxSpec) -> _Child:
+    guard = ProcessGuard(spec.max_processes)
     result_read, result_write = os.pipe()
     try:
         process = await asyncio.create_subprocess_exec(
@@ -96,6 +154,8 @@ async def _spawn(python: str, cwd: str, env: dict[str, str]) -> _Child:
             str(RUNNER),
             "--result-fd",
             str(result_write),
+            "--sandbox",
+            json.dumps(spec.policy(guard)),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -104,12 +164,13 @@ async def _spawn(python: str, cwd: str, env: dict[str, str]) -> _Child:
             pass_fds=(result_write,),
             start_new_session=True,
         )
-    except OSError:
+    except BaseException:
         os.close(result_read)
+        await guard.release(0)
         raise
     finally:
         os.close(result_write)
-    return _Child(process, result_read)
+    return _Child(process, result_read, guard, asyncio.ensure_future(guard.adopt(process.pid)))
 
 
 class LocalExecutor:
@@ -130,28 +191,27 @@ class LocalExecutor:
         spares, self._spares = list(self._spares.values()), {}
         for task in spares:
             if task.done() and not task.cancelled() and task.exception() is None:
-                child = task.result()
-                child.discard()
-                await child.process.wait()
+                await task.result().discard()
             else:
                 task.cancel()
                 with contextlib.suppress(BaseException):
-                    (await task).discard()
+                    await (await task).discard()
 
-    async def _child_for(self, request: RunRequest) -> _Child:
-        key: SpareKey = (request.python, request.cwd, tuple(sorted(request.env.items())))
+    async def _child_for(self, request: RunRequest, spec: SandboxSpec) -> _Child:
+        env = tuple(sorted(request.env.items()))
+        key: SpareKey = (request.python, request.cwd, env, spec)
         spare = self._spares.pop(key, None)
         if self.prestart:
             self._spares[key] = asyncio.ensure_future(
-                _spawn(request.python, request.cwd, request.env)
+                _spawn(request.python, request.cwd, request.env, spec)
             )
         if spare is not None:
             with contextlib.suppress(OSError):
                 child = await spare
                 if child.usable:
                     return child
-                child.discard()
-        return await _spawn(request.python, request.cwd, request.env)
+                await child.discard()
+        return await _spawn(request.python, request.cwd, request.env, spec)
 
     async def run(self, request: RunRequest, cancel: asyncio.Event | None = None) -> RunResult:
         started = time.perf_counter()
@@ -172,11 +232,12 @@ class LocalExecutor:
                 },
             }
         ).encode()
+        spec = SandboxSpec.for_run(request.cwd, request.env, request.network, limits.max_processes)
         try:
-            child = await self._child_for(request)
+            child = await self._child_for(request, spec)
         except OSError as exc:
             return could_not_start(request, self.name, exc, started)
-        process, result_read = child.process, child.result_read
+        process, result_read, guard = child.process, child.result_read, child.guard
 
         run = _Run(
             limits, BoundedCapture(limits.max_output_bytes), BoundedCapture(limits.max_output_bytes)
@@ -186,24 +247,35 @@ class LocalExecutor:
             asyncio.create_task(_pump(process.stdout, run.stdout, run)),
             asyncio.create_task(_pump(process.stderr, run.stderr, run)),
         ]
-        result_task = asyncio.create_task(_read_result(result_read))
+        raw_result = bytearray()
+        result_task = asyncio.create_task(_read_result(result_read, raw_result))
         try:
+            await child.adopted  # before the request: no user code outside the cgroup
             await self._send_request(process, payload)
-            reason = await self._supervise(process, result_task, run, cancel, limits.timeout_s)
-            await self._drain(pumps)
-            raw_result = await result_task
-        except asyncio.CancelledError:
+            reason = await self._supervise(
+                process, result_task, run, cancel, limits.timeout_s, guard
+            )
+            # Whatever the run left behind goes now: it may hold the pipes open.
             kill_group(process.pid)
+            await guard.kill(process.pid)
+            await self._drain([*pumps, result_task])
+        except asyncio.CancelledError:
+            _kill(process, guard)
             for task in [*pumps, result_task]:
                 task.cancel()
             raise
         finally:
-            kill_group(process.pid)
+            _kill(process, guard)
             if process.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
-                await process.wait()
-        return self._result(request, process.returncode, raw_result, reason, run, started)
+                await asyncio.wait({asyncio.ensure_future(_ended(process))}, timeout=5)
+            result_task.cancel()
+            process_limit_hits = guard.limit_events()
+            await guard.release(process.pid)
+        return self._result(
+            request, process.returncode, raw_result, reason, run, started, guard, process_limit_hits
+        )
 
     async def _send_request(self, process: asyncio.subprocess.Process, payload: bytes) -> None:
         assert process.stdin is not None
@@ -215,17 +287,20 @@ class LocalExecutor:
     async def _supervise(
         self,
         process: asyncio.subprocess.Process,
-        result_task: asyncio.Task[bytes],
+        result_task: asyncio.Task[None],
         run: _Run,
         cancel: asyncio.Event | None,
         timeout: float,
+        guard: ProcessGuard,
     ) -> StopReason | None:
-        exited = asyncio.create_task(process.wait())
+        exited = asyncio.create_task(_ended(process))
         overflow = asyncio.create_task(run.overflow.wait())
         cancelled = asyncio.create_task(cancel.wait()) if cancel else None
+        too_many = guard.watcher(process.pid)
         watched: set[asyncio.Future[Any]] = {exited, result_task, overflow}
-        if cancelled is not None:
-            watched.add(cancelled)
+        for optional in (cancelled, too_many):
+            if optional is not None:
+                watched.add(optional)
         try:
             done, _ = await asyncio.wait(
                 watched, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
@@ -233,6 +308,8 @@ class LocalExecutor:
             reason: StopReason | None
             if cancelled is not None and cancelled in done:
                 reason = "cancelled"
+            elif too_many is not None and too_many in done:
+                reason = "processes"
             elif overflow in done:
                 reason = "output"
             elif not done:
@@ -251,17 +328,18 @@ class LocalExecutor:
                     # Interrupted but not yet reported: the runner may be formatting the
                     # traceback; a short extra wait keeps the location.
                     await asyncio.wait({result_task}, timeout=0.2)
-            kill_group(process.pid)
+            _kill(process, guard)
             return reason
         finally:
-            for task in (overflow, cancelled):
+            for task in (overflow, cancelled, too_many):
                 if task is not None:
                     task.cancel()
             if not exited.done():
-                kill_group(process.pid)
+                _kill(process, guard)
             await asyncio.wait({exited}, timeout=DRAIN_GRACE_S)
 
     async def _drain(self, pumps: list[asyncio.Task[None]]) -> None:
+        """Let the pipes deliver what is in them; none is waited on for long."""
         _, pending = await asyncio.wait(pumps, timeout=DRAIN_GRACE_S)
         for task in pending:
             task.cancel()
@@ -272,12 +350,20 @@ class LocalExecutor:
         self,
         request: RunRequest,
         returncode: int | None,
-        raw_result: bytes,
+        raw_result: bytearray,
         reason: StopReason | None,
         run: _Run,
         started: float,
+        guard: ProcessGuard,
+        process_limit_hits: int,
     ) -> RunResult:
-        ready, _, body = raw_result.decode("utf-8", "replace").partition("\n")
+        text = bytes(raw_result).decode("utf-8", "replace")
+        confined: dict[str, Any] | None = None
+        if text.startswith("sandbox "):
+            line, _, text = text.partition("\n")
+            with contextlib.suppress(ValueError):
+                confined = json.loads(line.removeprefix("sandbox "))
+        ready, _, body = text.partition("\n")
         reported: dict[str, Any] | None = None
         if body.strip():
             with contextlib.suppress(ValueError):
@@ -286,6 +372,18 @@ class LocalExecutor:
             message = start_failure_message(request.python, returncode, run.stderr.text())
             return internal_result(request, self.name, message, started)
         classified = classify(request.limits, returncode, reported, reason)
+        if not guard.counts_refusals and looks_like_refused_fork(classified[1]):
+            process_limit_hits += 1
+        if process_limit_hits and reason != "processes":
+            classified = over_process_limit(classified, request.limits)
+        report = build_report(guard, confined, request.network)
         return build_result(
-            request, self.name, classified, reported, run.stdout, run.stderr, started
+            request,
+            self.name,
+            classified,
+            reported,
+            run.stdout,
+            run.stderr,
+            started,
+            extra={"sandbox": report.to_json()},
         )

@@ -13,7 +13,7 @@ from codeexec_lsp.execution.base import Limits, RunRequest
 from codeexec_lsp.execution.capture import BoundedCapture
 from codeexec_lsp.results import ErrorInfo, Frame, RunResult, Status
 
-StopReason = Literal["timeout", "cancelled", "output"]
+StopReason = Literal["timeout", "cancelled", "output", "processes"]
 
 
 def kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
@@ -106,6 +106,9 @@ def classify(
         return "timeout", relabel(reported_error, "TimeoutError", message), message
     if reason == "cancelled":
         return "cancelled", None, "Cancelled: the run was stopped."
+    if reason == "processes":
+        message = process_limit_message(limits)
+        return "limit", relabel(reported_error, PROCESS_LIMIT_TYPE, message), message
     if reason == "output":
         message = (
             f"Stopped: the code printed more than {limits.output_hard_cap:,} bytes "
@@ -143,6 +146,40 @@ def classify(
         return "error", ErrorInfo(type="Crash", message=message), message
     message = f"The process exited with status {returncode} before the selection finished."
     return "error", ErrorInfo(type="SystemExit", message=str(returncode)), message
+
+
+PROCESS_LIMIT_TYPE = "ProcessLimitExceeded"
+
+
+def process_limit_message(limits: Limits, kept: str = "") -> str:
+    return (
+        f"Process limit: the code tried to run more than {limits.max_processes} processes "
+        f"and threads at once (a fork bomb?); all of them were stopped{kept}."
+    )
+
+
+def over_process_limit(
+    classified: tuple[Status, ErrorInfo | None, str], limits: Limits, kept: str = ""
+) -> tuple[Status, ErrorInfo | None, str]:
+    """The run hit the process limit: a failure is reported as that limit (where the code
+    was is kept); a run that coped with refused forks stays ok, with a note."""
+    status, error, message = classified
+    note = process_limit_message(limits, kept)
+    if status in ("error", "timeout"):
+        return "limit", relabel(error, PROCESS_LIMIT_TYPE, note), note
+    if status == "ok":
+        return status, error, " ".join(part for part in (message, note) if part)
+    return classified
+
+
+def looks_like_refused_fork(error: ErrorInfo | None) -> bool:
+    """Where the kernel bounds processes through RLIMIT_NPROC there is no counter to read
+    afterwards: a fork or a new thread failing with EAGAIN is the sign."""
+    if error is None:
+        return False
+    if error.type == "BlockingIOError":
+        return any(word in error.traceback for word in ("fork", "_execute_child", "spawn"))
+    return error.type == "RuntimeError" and "can't start new thread" in error.message
 
 
 def error_from_json(data: dict[str, Any] | None) -> ErrorInfo | None:

@@ -5,7 +5,9 @@ server's, so it uses the standard library only and stays valid Python 3.8.
 
 Protocol: one JSON request on stdin; the user's stdout/stderr go straight to the process's
 own fds (so output from C code and subprocesses is captured too); a line ``ready`` and then
-one JSON result are written to the file descriptor given by ``--result-fd``.
+one JSON result are written to the file descriptor given by ``--result-fd``. With
+``--sandbox POLICY`` (sandbox_child.py) the process confines itself first, before it reads
+the request, and reports what it applied in a first line ``sandbox {...}``.
 """
 
 from __future__ import annotations
@@ -392,21 +394,64 @@ def run_request(request: dict[str, Any], namespace: dict[str, Any] | None = None
     return {"status": "ok", "value": shown, "error": None, "duration_ms": duration_ms}
 
 
+def load_sibling(name: str) -> types.ModuleType:
+    """Import a module of this directory by path under a private name: our directory must
+    not be on sys.path, where user code could import our modules by accident."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(RUNNER_FILE), name + ".py")
+    spec = importlib.util.spec_from_file_location("_codeexec_" + name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    # Registered so its exception classes can be pickled and named like our own.
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def confine(args: list[str]) -> dict[str, Any] | None:
+    """Apply the sandbox the server asked for (``--sandbox JSON``) before any user code;
+    returns what was applied, for the server to report."""
+    if "--sandbox" not in args:
+        return None
+    policy = json.loads(args[args.index("--sandbox") + 1])
+    try:
+        sandbox = load_sibling("sandbox_child")
+        report: dict[str, Any] = sandbox.apply(policy)
+    except Exception as exc:  # never fatal: the server says what is missing
+        return {"errors": [f"{type(exc).__name__}: {exc}"]}
+    if report.get("subreaper"):
+        import atexit
+
+        # Registered before any user code, so it runs after the user's own exit hooks:
+        # what the code left running (even after setsid()) goes with the run.
+        atexit.register(sandbox.kill_descendants)
+    return report
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     result_fd = int(args[args.index("--result-fd") + 1])
     os.set_inheritable(result_fd, False)
     result_pipe = os.fdopen(result_fd, "w", encoding="utf-8")
+    confined = confine(args)
+    if confined is not None:
+        result_pipe.write("sandbox " + json.dumps(confined) + "\n")
+        result_pipe.flush()
     request = json.loads(sys.stdin.buffer.read().decode("utf-8"))
     applied = apply_limits(request.get("limits", {}))
     _prepare_process(request)
     result_pipe.write("ready\n")
     result_pipe.flush()
+    pid = os.getpid()
     outcome = run_request(request)
-    outcome["limits_applied"] = applied
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
+    if os.getpid() != pid:
+        # A bare os.fork() in user code: the copy must not report a result of its own.
+        os._exit(0)
+    outcome["limits_applied"] = applied
     result_pipe.write(json.dumps(outcome, default=str))
     result_pipe.close()
 

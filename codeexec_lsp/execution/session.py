@@ -15,6 +15,9 @@ Why it is built this way:
   group and a new worker; the result then says plainly that the state was lost. The
   worker only gets SIGINT after it said the run's code started, so a late interrupt never
   hits the idle worker or the next run.
+- Each worker is confined once, when it starts (sandbox.py): its own pids cgroup, shared
+  by its runs, and no network or writes outside the workspace; its runs inherit that.
+  A run that hits the process limit gets the extra processes killed, the worker kept.
 - Runs on one session are queued in arrival order (asyncio.Lock wakes waiters FIFO).
 - Throwaway runs, such as verifying a fix, belong in LocalExecutor: a fresh process cannot
   touch the session's state.
@@ -41,17 +44,26 @@ from codeexec_lsp.execution.outcome import (
     build_result,
     classify,
     could_not_start,
+    error_from_json,
     internal_result,
     kill_group,
+    looks_like_refused_fork,
+    over_process_limit,
     signal_name,
     start_failure_message,
 )
+from codeexec_lsp.execution.sandbox import ProcessGuard, SandboxSpec, build_report
 from codeexec_lsp.results import ErrorInfo, RunResult, Status
 
 NAME = "session"
 WORKER = Path(__file__).with_name("worker.py")
 # Unlike a fresh process, a session is worth a moment's wait before it is killed for output.
-INTERRUPT_GRACE_S: dict[StopReason, float] = {"timeout": 1.0, "cancelled": 0.5, "output": 0.5}
+INTERRUPT_GRACE_S: dict[StopReason, float] = {
+    "timeout": 1.0,
+    "cancelled": 0.5,
+    "output": 0.5,
+    "processes": 0.5,
+}
 LATE_REPORT_S = 0.2  # interrupted, maybe still formatting the traceback
 START_TIMEOUT_S = 30.0
 MARKER_GRACE_S = 1.0  # the result is in; the markers were written before it
@@ -71,6 +83,8 @@ class _StartConfig:
     memory_mb: int
     max_file_mb: int
     max_open_files: int
+    network: bool = False
+    max_processes: int = Limits().max_processes
     # Added per run instead: different files of one workspace need different entries.
     sys_path: tuple[str, ...] = field(default=(), compare=False)
 
@@ -82,6 +96,7 @@ class _StartConfig:
         env: Mapping[str, str],
         limits: Limits,
         sys_path: Sequence[str],
+        network: bool = False,
     ) -> _StartConfig:
         return cls(
             python=python,
@@ -90,6 +105,8 @@ class _StartConfig:
             memory_mb=limits.memory_mb,
             max_file_mb=limits.max_file_mb,
             max_open_files=limits.max_open_files,
+            network=network,
+            max_processes=limits.max_processes,
             sys_path=tuple(sys_path),
         )
 
@@ -147,11 +164,16 @@ async def _read_pipe(fd: int, protocol: asyncio.BaseProtocol) -> asyncio.ReadTra
 class _Worker:
     """One worker process: its pipes, the run it is doing, and how it ended."""
 
-    def __init__(self, process: asyncio.subprocess.Process, config: _StartConfig) -> None:
+    def __init__(
+        self, process: asyncio.subprocess.Process, config: _StartConfig, guard: ProcessGuard
+    ) -> None:
         loop = asyncio.get_running_loop()
         self.process = process
         self.pid = process.pid
         self.config = config
+        self.guard = guard
+        self.sandbox: dict[str, Any] | None = None  # what the worker says it applied
+        self._sandbox_report: dict[str, Any] | None = None
         self.streams = (DelimitedStream(), DelimitedStream())
         self.output_closed = (loop.create_future(), loop.create_future())
         self.run_state: _RunState | None = None
@@ -169,6 +191,10 @@ class _Worker:
 
         Raises OSError when the interpreter cannot be started at all.
         """
+        spec = SandboxSpec.for_run(
+            config.cwd, dict(config.env), config.network, config.max_processes
+        )
+        guard = ProcessGuard(spec.max_processes)
         request_read, request_write = os.pipe()
         result_read, result_write = os.pipe()
         out_read, out_write = os.pipe()
@@ -185,6 +211,8 @@ class _Worker:
                 str(result_write),
                 "--parent-pid",
                 str(os.getpid()),
+                "--sandbox",
+                json.dumps(spec.policy(guard)),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=out_write,
                 stderr=err_write,
@@ -196,15 +224,20 @@ class _Worker:
         except BaseException:
             for fd in (request_write, result_read, out_read, err_read):
                 os.close(fd)
+            await guard.release(0)
             raise
         finally:
             for fd in child_ends:
                 os.close(fd)
-        worker = cls(process, config)
+        worker = cls(process, config, guard)
+        adopted = asyncio.ensure_future(guard.adopt(process.pid))
         try:
             await worker._connect(request_write, result_read, out_read, err_read)
+            await adopted  # before the first request: no user code outside the cgroup
         except BaseException:
-            kill_group(process.pid)
+            adopted.cancel()
+            worker.kill("failed to start")
+            await guard.release(process.pid)
             raise
         worker.send(config.start_message())
         worker.ready = asyncio.ensure_future(worker._read_ready())
@@ -246,8 +279,17 @@ class _Worker:
             return None
         return message if isinstance(message, dict) else None
 
+    def sandbox_report(self) -> dict[str, Any]:
+        """What confines this worker (and so each of its runs); it is fixed at start."""
+        if self._sandbox_report is None:
+            report = build_report(self.guard, self.sandbox, self.config.network)
+            self._sandbox_report = report.to_json()
+        return self._sandbox_report
+
     async def _read_ready(self) -> bool:
         message = await self.read_message()
+        if message and isinstance(message.get("sandbox"), dict):
+            self.sandbox = message["sandbox"]
         return bool(message and message.get("ready"))
 
     # --- output ------------------------------------------------------------------------
@@ -286,6 +328,9 @@ class _Worker:
     def kill(self, reason: str) -> None:
         if self.killed_for is None and not self.exited.done():
             self.killed_for = reason
+        # The guard first: without a cgroup, orphans are found in the worker's process
+        # tree, which only holds them while the worker lives.
+        self.guard.kill_now(self.pid)
         kill_group(self.pid)
 
     async def drain(self) -> None:
@@ -295,6 +340,8 @@ class _Worker:
     async def stop(self, reason: str) -> None:
         self.kill(reason)
         await asyncio.wait({self.exited}, timeout=DRAIN_GRACE_S)
+        # Everything the worker's runs started, even after setsid(), goes with it.
+        await self.guard.release(self.pid)
         await self.drain()
         for transport in self.transports:
             transport.close()
@@ -378,10 +425,11 @@ class _Session:
             if old is not None:
                 if old.alive and old.config == config:
                     return old
-                if old.alive:
+                if old.alive and old.runs:
                     self.note = (
-                        "New session: memoryMb, maxFileMb, maxOpenFiles or the environment "
-                        f"changed, and they apply when a session starts, so {STATE_LOST}."
+                        "New session: memoryMb, maxFileMb, maxOpenFiles, network or the "
+                        "environment changed, and they apply when a session starts, so "
+                        f"{STATE_LOST}."
                     )
                 elif old.killed_for is None and not self.note:  # it died while idle
                     ended = old.describe_end()
@@ -427,7 +475,12 @@ class _Session:
         self, request: RunRequest, cancel: asyncio.Event | None, started: float
     ) -> RunResult:
         config = _StartConfig.of(
-            request.python, request.cwd, request.env, request.limits, request.sys_path
+            request.python,
+            request.cwd,
+            request.env,
+            request.limits,
+            request.sys_path,
+            request.network,
         )
         try:
             worker = await self.ensure_worker(config)
@@ -478,6 +531,7 @@ class _Session:
         )
         worker.runs += 1
         run_id = worker.runs
+        limit_hits = worker.guard.limit_events()
         marker = f"\x00codeexec-end:{secrets.token_hex(16)}\x00"
         worker.begin_run(run, marker.encode("ascii"))
         worker.send(
@@ -505,10 +559,20 @@ class _Session:
                 # The result pipe closed: the worker is exiting; let it, for its status.
                 await asyncio.wait({worker.exited}, timeout=DRAIN_GRACE_S)
                 kill_group(worker.pid)  # whatever the run started goes with it
+                await worker.guard.kill(worker.pid)
                 await worker.drain()
+            limit_hits = worker.guard.limit_events() - limit_hits
+            if not worker.guard.counts_refusals and reported is not None:
+                limit_hits += looks_like_refused_fork(error_from_json(reported.get("error")))
+            if limit_hits and worker.alive:
+                # The run's processes go; the worker and its state stay.
+                await worker.guard.kill(worker.pid, keep_root=True)
+                worker.send({"op": "reap"})
         finally:
             worker.end_run()
-        return await self._result(worker, request, reported, reason, run, started, note, run_id)
+        return await self._result(
+            worker, request, reported, reason, run, started, note, run_id, limit_hits > 0
+        )
 
     async def _supervise(
         self,
@@ -522,14 +586,21 @@ class _Session:
         result_task = asyncio.ensure_future(_run_messages(worker, started))
         overflow = asyncio.ensure_future(run.overflow.wait())
         cancelled = asyncio.ensure_future(cancel.wait()) if cancel else None
+        too_many = worker.guard.watcher(worker.pid)
         watched: set[asyncio.Future[Any]] = {result_task, worker.exited, overflow}
-        if cancelled is not None:
-            watched.add(cancelled)
+        for optional in (cancelled, too_many):
+            if optional is not None:
+                watched.add(optional)
         try:
             done = await _first(watched, timeout)
             reason: StopReason | None
             if cancelled is not None and cancelled in done:
                 reason = "cancelled"
+            elif too_many is not None and too_many in done:
+                # Only the supervisor fallback gets here: it cannot stop a runaway tree
+                # and keep its root working, so the whole session goes.
+                reason = "processes"
+                worker.kill(reason)
             elif overflow in done:
                 reason = "output"
             elif not done:
@@ -546,7 +617,7 @@ class _Session:
             reported = result_task.result() if result_task.done() else None
             return reported, reason
         finally:
-            for task in (overflow, cancelled, result_task):
+            for task in (overflow, cancelled, result_task, too_many):
                 if task is not None and not task.done():
                     task.cancel()
 
@@ -580,6 +651,7 @@ class _Session:
         started: float,
         note: str,
         run_id: int,
+        over_limit: bool,
     ) -> RunResult:
         lost = ""
         classified: tuple[Status, ErrorInfo | None, str]
@@ -590,7 +662,10 @@ class _Session:
             returncode = worker.process.returncode if reported is None else None
             classified = classify(request.limits, returncode, reported, reason)
             if reported is None:
-                if reason is not None:
+                if reason == "processes":
+                    lost = f"The session was killed to stop them: {STATE_LOST}."
+                    next_note = "New session: the previous one was killed by the process limit"
+                elif reason is not None:
                     lost = (
                         "The code did not stop cleanly when interrupted, so the session was "
                         f"killed and restarted: {STATE_LOST}."
@@ -603,6 +678,9 @@ class _Session:
                     )
                     next_note = f"New session: the previous one ended ({worker.describe_end()})"
                 await self.replace_lost(worker, f"{next_note}, so {STATE_LOST}.")
+        if over_limit and reason != "processes":
+            kept = "" if lost else "; the session's state was kept"
+            classified = over_process_limit(classified, request.limits, kept)
         status, error, message = classified
         message = " ".join(part for part in (note, message, lost) if part)
         return build_result(
@@ -613,7 +691,10 @@ class _Session:
             run.stdout,
             run.stderr,
             started,
-            extra={"session": {"pid": worker.pid, "run": run_id, "state_lost": bool(lost)}},
+            extra={
+                "session": {"pid": worker.pid, "run": run_id, "state_lost": bool(lost)},
+                "sandbox": worker.sandbox_report(),
+            },
         )
 
 
@@ -673,12 +754,13 @@ class SessionExecutor:
         env: Mapping[str, str],
         limits: Limits | None = None,
         sys_path: Sequence[str] = (),
+        network: bool = False,
     ) -> bool:
         """Start the worker that a request with these fields would use, so the first run
         does not wait for an interpreter to start. False if it could not start (the next
         run reports why). Pass the fields of the RunRequest that build_request makes: a
         run whose env or limits differ would need a new worker."""
-        config = _StartConfig.of(python, cwd, env, limits or Limits(), sys_path)
+        config = _StartConfig.of(python, cwd, env, limits or Limits(), sys_path, network)
         session = self._session(config.key)
         async with session.lock:
             try:

@@ -3,16 +3,19 @@
 Like runner.py, whose compiling, running and error mapping it reuses, it runs under the
 *user's* interpreter, so it uses the standard library only and stays valid Python 3.8.
 
-Arguments: ``--request-fd R --result-fd W [--parent-pid P]``.
+Arguments: ``--request-fd R --result-fd W [--parent-pid P] [--sandbox POLICY]``; the
+sandbox (sandbox_child.py) is applied once, before the first request is read.
 
 Protocol: one JSON object per line in both directions, on dedicated pipes (never stdin,
 which user code sees as closed, like in runner.py).
 
 - ``--request-fd``: first ``{"op": "start", "limits": {...}, "sys_path": [...]}``, then
   ``{"op": "run", "id", "marker", "code", "path", "document", "first_line", "column",
-  "sys_path", "cpu_seconds"}`` per run. End of file ends the worker.
-- ``--result-fd``: ``{"ready": true, "pid", "limits_applied"}`` once the limits are in
-  place; per run ``{"started": id}`` once an interrupt would reach the user's code, then
+  "sys_path", "cpu_seconds"}`` per run; ``{"op": "reap"}`` after the server killed a
+  run's processes (a fork bomb), so their zombies free their process slots. End of file
+  ends the worker.
+- ``--result-fd``: ``{"ready": true, "pid", "limits_applied", "sandbox"}`` once the limits
+  are in place; per run ``{"started": id}`` once an interrupt would reach the user's code, then
   one runner-style result (plus ``id``).
 
 The user's stdout/stderr stay the process's own fds 1 and 2 for its whole life, so output
@@ -137,6 +140,7 @@ class Worker:
         self.results = results
         self.namespace: dict[str, Any] = {}
         self.limits_applied: dict[str, Any] = {}
+        self.sandbox: dict[str, Any] | None = None
         self.pid = os.getpid()
         self.output_fds = (os.dup(1), os.dup(2))  # os.dup: not inherited by user children
         self.flush_c_stdio = _c_stdio_flusher()
@@ -152,7 +156,14 @@ class Worker:
         self.runner._prepare_process({"path": "", "sys_path": request.get("sys_path", [])})
         self.namespace = self.runner._new_main_module("")
         del self.namespace["__file__"]  # set per run, to the file being run
-        self.send({"ready": True, "pid": os.getpid(), "limits_applied": self.limits_applied})
+        self.send(
+            {
+                "ready": True,
+                "pid": os.getpid(),
+                "limits_applied": self.limits_applied,
+                "sandbox": self.sandbox,
+            }
+        )
 
     def run(self, request: dict[str, Any]) -> None:
         runner = self.runner
@@ -199,6 +210,15 @@ class Worker:
         self.send(outcome)
 
 
+def _reap_children() -> None:
+    while True:
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                return
+        except ChildProcessError:
+            return
+
+
 def _fd_argument(args: list[str], name: str) -> int:
     fd = int(args[args.index(name) + 1])
     os.set_inheritable(fd, False)  # user code's children must not hold our pipes
@@ -214,6 +234,7 @@ def main(argv: list[str] | None = None) -> None:
     requests = os.fdopen(_fd_argument(args, "--request-fd"), "rb")
     results = os.fdopen(_fd_argument(args, "--result-fd"), "w", encoding="utf-8")
     worker = Worker(_load_runner(), results)
+    worker.sandbox = worker.runner.confine(args)
     while True:
         line = requests.readline()
         if not line:
@@ -223,6 +244,10 @@ def main(argv: list[str] | None = None) -> None:
             worker.start(request)
         elif request.get("op") == "run":
             worker.run(request)
+        elif request.get("op") == "reap":
+            # Only now: reaping in ordinary times would steal exit statuses that user
+            # code still means to wait() for.
+            _reap_children()
 
 
 if __name__ == "__main__":
