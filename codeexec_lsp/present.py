@@ -158,6 +158,11 @@ def hover_markdown(record: RunRecord) -> str:
         parts.append("_Output truncated to the head and tail (codeexec.maxOutputBytes)._")
     if not (result.stdout or result.stderr or result.value is not None or result.error):
         parts.append("_No output._")
+    sandbox = result.extra.get("sandbox")
+    if isinstance(sandbox, dict) and sandbox.get("summary"):
+        # What confined this run, e.g. "network off · writes limited to the workspace ...";
+        # a missing layer is marked ⚠ rather than left out.
+        parts.append(f"_{sandbox['summary']}_")
     where = f"{result.executor} · {result.interpreter}" if result.interpreter else result.executor
     if result.cwd:
         where += f" · cwd {result.cwd}"

@@ -23,6 +23,9 @@ class SpanRecord(Protocol):
 
 
 Record = TypeVar("Record", bound=SpanRecord)
+# Each record holds a run's output (up to maxOutputBytes): running many separate lines of
+# one long file must not grow the server without bound. The oldest go first.
+MAX_RECORDS_PER_DOCUMENT = 200
 
 
 def _covers(record: SpanRecord, line: int) -> bool:
@@ -91,7 +94,7 @@ class SpanHistory(Generic[Record]):
             for old in self._records.get(uri, [])
             if not _overlaps(old, record.first_line, record.last_line)
         ]
-        self._records[uri] = [*kept, record]
+        self._records[uri] = [*kept, record][-MAX_RECORDS_PER_DOCUMENT:]
 
     def at_line(self, uri: str, line: int) -> Record | None:
         covering = [record for record in self._records.get(uri, []) if _covers(record, line)]

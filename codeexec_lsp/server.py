@@ -4,25 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
+import cattrs
 from lsprotocol import types as lsp
+from pygls.constants import ATTR_EXECUTE_IN_THREAD
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
 from pygls.uris import to_fs_path
 from pygls.workspace import TextDocument
 
 from codeexec_lsp import __version__, present, snippet
 from codeexec_lsp.actions.explain import check_not_excluded, explain
 from codeexec_lsp.actions.fix import FixOutcome, FixRequest, fix
-from codeexec_lsp.actions.run import build_request, run_snippet, workspace_for
+from codeexec_lsp.actions.run import build_request, run_snippet, usable_settings, workspace_for
 from codeexec_lsp.cache import TextCache, user_cache_dir
 from codeexec_lsp.code_context import DiagnosticInfo, build_context
 from codeexec_lsp.config import Settings, SettingsStore, section_of
-from codeexec_lsp.edits import to_workspace_edit
+from codeexec_lsp.edits import EditOutsideTarget, to_workspace_edit
 from codeexec_lsp.execution.registry import Executors
 from codeexec_lsp.inflight import Cancelled, InFlightRuns, until_cancelled
 from codeexec_lsp.llm.base import ChatModel, LlmError
@@ -34,8 +39,6 @@ from codeexec_lsp.run_history import ExplanationHistory, ExplanationRecord, RunH
 log = logging.getLogger(__name__)
 
 RUN = "codeexec.run"
-RESTART = "codeexec.restart"
-KIND_RESTART = "codeexec.restart"
 EXPLAIN = "codeexec.explain"
 FIX = "codeexec.fix"
 APPLY_FIX = "codeexec.applyFix"
@@ -46,13 +49,84 @@ KIND_RUN_FILE = "codeexec.runFile"
 KIND_EXPLAIN = "codeexec.explain"
 KIND_FIX = "quickfix.codeexec.fix"
 REQUEST_FAILED = -32803  # LSP's RequestFailed: a valid request whose work failed
+PARSE_ERROR, INVALID_REQUEST = -32700, -32600  # JSON-RPC: not JSON / not a message
+UINTEGER_MAX = 2**31 - 1  # LSP positions are uintegers; lsprotocol refuses larger ones
 PYTHON_LANGUAGE_IDS = {"python"}
 PYTHON_SUFFIXES = (".py", ".pyw", ".pyi", ".ipy")
 
 
+def _is_request(data: Any) -> bool:
+    return isinstance(data, dict) and "method" in data and "id" in data
+
+
+def _answerable_id(data: dict[str, Any]) -> int | str | None:
+    # JSON-RPC ids are numbers or strings; anything else is answered with a null id.
+    msg_id = data.get("id")
+    return msg_id if isinstance(msg_id, int | str) and not isinstance(msg_id, bool) else None
+
+
+def _why_invalid(error: Exception) -> str:
+    cause = error.__cause__
+    if isinstance(cause, cattrs.BaseValidationError):
+        return "; ".join(cattrs.transform_error(cause))[:500]
+    return str(error) or type(error).__name__
+
+
+class CodeexecProtocol(LanguageServerProtocol):
+    """pygls' protocol with two repairs.
+
+    A request whose params do not fit the LSP types (a negative line, a string for a
+    position) is answered with InvalidParams: pygls only logs it, so the client would wait
+    for an answer forever. And the future of every async sub-handler (each executeCommand,
+    each async notification) is dropped once done: pygls keeps them, with their results,
+    for the life of the server (one per command and one per notification such as didOpen).
+    """
+
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as error:
+            if _is_request(data):
+                method = str(data.get("method"))[:100]
+                self.answer_error(
+                    _answerable_id(data),
+                    JsonRpcInvalidParams.CODE,
+                    f"invalid params for {method}: {_why_invalid(error)}",
+                )
+            raise
+
+    def answer_error(self, msg_id: int | str | None, code: int, message: str) -> None:
+        # A plain dict: the converter would drop a null id, and JSON-RPC requires the key.
+        error = {"code": code, "message": message}
+        self._send_data({"jsonrpc": "2.0", "id": msg_id, "error": error})
+
+    def _execute_handler(
+        self,
+        msg_id: Any,
+        handler: Any,
+        callback: Any,
+        args: tuple[Any, ...] | None = None,
+        kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super()._execute_handler(msg_id, handler, callback, args, kwargs)
+        future = self._request_futures.get(msg_id)
+        # Not for thread-pool handlers: their callbacks run off the event loop's thread.
+        if future is not None and not getattr(handler, ATTR_EXECUTE_IN_THREAD, False):
+            future.add_done_callback(functools.partial(self._forget, msg_id))
+
+    def _forget(self, msg_id: Any, future: Any) -> None:
+        # Later, not now: a concurrent Future runs this as soon as it is cancelled, and
+        # pygls' shutdown cancels futures while it iterates over this very dict.
+        asyncio.get_running_loop().call_soon(self._drop, msg_id, future)
+
+    def _drop(self, msg_id: Any, future: Any) -> None:
+        if self._request_futures.get(msg_id) is future:
+            del self._request_futures[msg_id]
+
+
 class CodeexecServer(LanguageServer):
     def __init__(self) -> None:
-        super().__init__("codeexec-lsp", __version__)
+        super().__init__("codeexec-lsp", __version__, protocol_cls=CodeexecProtocol)
         self.settings_store = SettingsStore()
         self.settings = Settings()
         self.history = RunHistory()
@@ -64,19 +138,36 @@ class CodeexecServer(LanguageServer):
         self._warned: set[str] = set()
 
     def report_server_error(self, error: Exception, source: Any) -> None:
+        # pygls' read loop calls this directly: an exception escaping it would end the server.
+        with contextlib.suppress(Exception):
+            self._report(error, source)
+
+    def _report(self, error: Exception, source: Any) -> None:
         if isinstance(error, JsonRpcException):
-            # Deliberate error replies (bad arguments, a model failure already shown).
+            # Deliberate error replies (bad arguments, a model failure already shown), or
+            # params that did not fit the LSP types (already answered by the protocol).
             log.debug("request answered with an error: %s", error)
             return
+        if source is JsonRpcException:
+            # The read loop: the client sent something that is not a usable JSON-RPC message.
+            # Nothing the user can act on. JSON-RPC answers bytes that are not JSON (a
+            # ValueError) or JSON that is not a message object (pygls then fails on a missing
+            # attribute) with a null id.
+            log.warning("malformed message from the client: %s: %s", type(error).__name__, error)
+            codes = {ValueError: PARSE_ERROR, AttributeError: INVALID_REQUEST}
+            code = next((c for kind, c in codes.items() if isinstance(error, kind)), None)
+            protocol = self.protocol
+            if code is not None and isinstance(protocol, CodeexecProtocol):
+                protocol.answer_error(None, code, f"malformed message: {type(error).__name__}")
+            return
         log.exception("codeexec-lsp internal error", exc_info=error)
-        with contextlib.suppress(Exception):
-            self.window_show_message(
-                lsp.ShowMessageParams(
-                    type=lsp.MessageType.Error,
-                    message=f"codeexec-lsp hit an internal error ({type(error).__name__}: "
-                    f"{error}). It keeps running; details are in its log.",
-                )
+        self.window_show_message(
+            lsp.ShowMessageParams(
+                type=lsp.MessageType.Error,
+                message=f"codeexec-lsp hit an internal error ({type(error).__name__}: "
+                f"{error}). It keeps running; details are in its log.",
             )
+        )
 
     # --- plumbing the handlers share ------------------------------------------------------
 
@@ -92,16 +183,23 @@ class CodeexecServer(LanguageServer):
                 return None
         return node
 
+    def load_settings(self) -> list[str]:
+        """Re-read the settings layers; the warnings for values that were not usable."""
+        settings, warnings = self.settings_store.current()
+        self.settings, clamped = usable_settings(settings)
+        return [*warnings, *clamped]
+
     def apply_settings(self) -> None:
-        self.settings, warnings = self.settings_store.current()
+        warnings = self.load_settings()
         watch_secret_names(self.settings.secret_env_names)
         for warning in warnings:
-            if warning in self._warned:
-                continue
-            self._warned.add(warning)
-            self.window_show_message(
-                lsp.ShowMessageParams(type=lsp.MessageType.Warning, message=warning)
-            )
+            if warning not in self._warned:
+                self.window_show_message(
+                    lsp.ShowMessageParams(type=lsp.MessageType.Warning, message=warning)
+                )
+        # Only the current warnings: a client pushing ever-different bad values must not
+        # grow this set, and a problem that comes back is worth saying again.
+        self._warned = set(warnings)
 
     async def pull_settings(self) -> None:
         if not self.capability("workspace.configuration"):
@@ -118,6 +216,25 @@ class CodeexecServer(LanguageServer):
 
     def document_path(self, document: TextDocument) -> str:
         return document.path if document.uri.startswith("file:") else document.uri
+
+    def is_open(self, uri: str) -> bool:
+        # pygls keys its documents by the unquoted URI.
+        return unquote(uri) in self.workspace.text_documents
+
+    def document(self, uri: str) -> TextDocument:
+        """The editor's copy of `uri`; a file: URI the editor has not opened is read from
+        disk (regular files only, see snippet.read_source_file). Anything else is refused:
+        pygls would map e.g. `untitled:/etc/passwd` or `http://host/x.py` to a local path."""
+        if self.is_open(uri):
+            return self.workspace.get_text_document(uri)
+        path = to_fs_path(uri) if uri[:5].lower() == "file:" else None
+        if not path:
+            raise JsonRpcInvalidParams(f"{uri[:200]} is not open in the editor: open it first")
+        try:
+            text = snippet.read_source_file(path)
+        except snippet.SnippetError as exc:
+            raise JsonRpcInvalidParams(f"cannot read {uri[:200]}: {exc}") from exc
+        return TextDocument(uri, source=text, position_codec=self.workspace.position_codec)
 
     def workspace_folders(self) -> list[str]:
         folders = [to_fs_path(folder.uri) for folder in self.workspace.folders.values()]
@@ -142,8 +259,17 @@ class CodeexecServer(LanguageServer):
 
     # --- running ------------------------------------------------------------------------
 
-    def snippet_for(self, uri: str, range_: lsp.Range | None) -> snippet.Snippet:
-        document = self.workspace.get_text_document(uri)
+    def snippet_for(self, document: TextDocument, range_: lsp.Range | None) -> snippet.Snippet:
+        """The code `range_` means; a range that holds no code is refused with InvalidParams."""
+        try:
+            return self._snippet_for(document, range_)
+        except snippet.SnippetError as exc:
+            self.window_show_message(
+                lsp.ShowMessageParams(type=lsp.MessageType.Warning, message=f"codeexec: {exc}")
+            )
+            raise JsonRpcInvalidParams(str(exc)) from exc
+
+    def _snippet_for(self, document: TextDocument, range_: lsp.Range | None) -> snippet.Snippet:
         path = self.document_path(document)
         text = document.source
         if range_ is None:
@@ -162,28 +288,22 @@ class CodeexecServer(LanguageServer):
         return snippet.for_selection(text, path, start, end)
 
     async def run(self, uri: str, range_: lsp.Range | None) -> RunResult:
-        try:
-            code = self.snippet_for(uri, range_)
-        except snippet.SnippetError as exc:
-            self.window_show_message(
-                lsp.ShowMessageParams(type=lsp.MessageType.Warning, message=f"codeexec: {exc}")
-            )
-            raise JsonRpcInvalidParams(str(exc)) from exc
-        document = self.workspace.get_text_document(uri)
+        document = self.document(uri)
+        code = self.snippet_for(document, range_)
         request = build_request(
             code, self.settings, workspace_for(code.path, self.workspace_folders())
         )
         key = (uri, code.first_line, code.last_line)
-        cancel = self.in_flight.start(key)
         lines_before = document.lines[code.first_line : code.last_line + 1]
         label = code.describe()
-        async with self.work_progress(f"Running {label}", cancel) as report:
-            report(f"{request.python}")
-            try:
+        cancel = self.in_flight.start(key)
+        try:
+            async with self.work_progress(f"Running {label}", cancel) as report:
+                report(f"{request.python}")
                 executor = self.executors.for_settings(self.settings)
                 result = await run_snippet(executor, request, cancel)
-            finally:
-                self.in_flight.finish(key, cancel)
+        finally:
+            self.in_flight.finish(key, cancel)
         if result.status == "internal":
             self.window_show_message(
                 lsp.ShowMessageParams(type=lsp.MessageType.Error, message=result.message)
@@ -194,7 +314,8 @@ class CodeexecServer(LanguageServer):
                     type=lsp.MessageType.Warning, message=f"codeexec: {result.message}"
                 )
             )
-        if result.status == "cancelled":
+        if result.status == "cancelled" or not self.is_open(uri):
+            # Results are kept only for open documents: didClose is what forgets them.
             return result
         current = self.workspace.get_text_document(uri).lines
         if current[code.first_line : code.last_line + 1] == lines_before:
@@ -214,7 +335,12 @@ class CodeexecServer(LanguageServer):
         probe = snippet.for_lines("pass\n", str(Path(folders[0]) / "__warm__.py"), 0, 0)
         request = build_request(probe, self.settings, Path(folders[0]))
         await self.executors.session.warm(
-            request.python, request.cwd, request.env, request.limits, request.sys_path
+            request.python,
+            request.cwd,
+            request.env,
+            request.limits,
+            request.sys_path,
+            network=request.network,
         )
 
     async def restart_session(self) -> dict[str, Any]:
@@ -241,8 +367,8 @@ class CodeexecServer(LanguageServer):
         return JsonRpcException(message, code=REQUEST_FAILED)
 
     async def explain(self, uri: str, range_: lsp.Range | None) -> dict[str, Any]:
-        code = self.snippet_for(uri, range_)
-        document = self.workspace.get_text_document(uri)
+        document = self.document(uri)
+        code = self.snippet_for(document, range_)
         key = ("explain", uri, code.first_line, code.last_line)
         cancel = self.in_flight.start(key)
         try:
@@ -270,9 +396,10 @@ class CodeexecServer(LanguageServer):
             return {"markdown": "", "cancelled": True}
         finally:
             self.in_flight.finish(key, cancel)
-        self.explanations.add(
-            uri, ExplanationRecord(code.first_line, code.last_line, result.markdown)
-        )
+        if self.is_open(uri):
+            self.explanations.add(
+                uri, ExplanationRecord(code.first_line, code.last_line, result.markdown)
+            )
         await self.show_explanation(code, result.markdown)
         return {"markdown": result.markdown, "cached": result.cached}
 
@@ -295,15 +422,22 @@ class CodeexecServer(LanguageServer):
     async def fix(
         self, uri: str, range_: lsp.Range | None, diagnostic: DiagnosticInfo | None
     ) -> dict[str, Any]:
-        document = self.workspace.get_text_document(uri)
+        if not self.is_open(uri):
+            # The fix is applied as a versioned edit, which needs the editor's open copy.
+            raise JsonRpcInvalidParams(f"{uri[:200]} is not open in the editor: open it first")
+        document = self.document(uri)
         version, text, lines = document.version, document.source, list(document.lines)
         on_one_line = range_ is not None and range_.start.line == range_.end.line
         if range_ is None or range_.start == range_.end or (diagnostic and on_one_line):
             # A cursor or a diagnostic: fix the enclosing function (or statement).
             line = diagnostic.line if diagnostic else (range_.start.line if range_ else 0)
+            if not 0 <= line < len(lines):
+                raise JsonRpcInvalidParams(
+                    f"line {line + 1} is outside the document ({len(lines)} lines)"
+                )
             first, last, empty = line, line, True
         else:
-            code = self.snippet_for(uri, range_)
+            code = self.snippet_for(document, range_)
             first, last, empty = code.first_line, code.last_line, False
         path = self.document_path(document)
         record = self.history.overlapping(uri, first, last)
@@ -346,7 +480,7 @@ class CodeexecServer(LanguageServer):
         if outcome.should_apply:
             applied, refusal = await self.apply_fix_edit(uri, version, lines, outcome)
             message = message if applied else refusal
-        elif outcome.edits:
+        elif outcome.edits and self.is_open(uri):
             self.pending_fixes[uri] = (version, outcome)
             message += " Use the code action 'Apply unverified fix' to apply it anyway."
         kind = lsp.MessageType.Info if applied and outcome.verified else lsp.MessageType.Warning
@@ -363,14 +497,17 @@ class CodeexecServer(LanguageServer):
         )
         if self.workspace.get_text_document(uri).version != version or outcome.target is None:
             return False, stale
-        edit = to_workspace_edit(
-            uri,
-            version or 0,
-            lines,
-            outcome.edits,
-            allowed_span=(outcome.target.start_line, outcome.target.end_line + 1),
-            position_encoding=self.encoding,
-        )
+        try:
+            edit = to_workspace_edit(
+                uri,
+                version or 0,
+                lines,
+                outcome.edits,
+                allowed_span=(outcome.target.start_line, outcome.target.end_line + 1),
+                position_encoding=self.encoding,
+            )
+        except EditOutsideTarget as exc:
+            return False, f"The fix was refused and nothing was changed: {exc}."
         if not self.capability("workspace.workspace_edit.document_changes"):
             changes = [e for c in edit.document_changes or [] for e in getattr(c, "edits", [])]
             edit = lsp.WorkspaceEdit(changes={uri: changes})
@@ -451,30 +588,29 @@ def _parse_range(value: Any) -> lsp.Range | None:
         ) from exc
     if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in numbers):
         raise JsonRpcInvalidParams("range positions must be non-negative integers")
+    # Past the end of the document is clamped later; past what LSP can express is the same.
+    line_0, char_0, line_1, char_1 = (min(n, UINTEGER_MAX) for n in numbers)
     return lsp.Range(
-        start=lsp.Position(line=numbers[0], character=numbers[1]),
-        end=lsp.Position(line=numbers[2], character=numbers[3]),
+        start=lsp.Position(line=line_0, character=char_0),
+        end=lsp.Position(line=line_1, character=char_1),
     )
 
 
 def _parse_target(
-    ls: CodeexecServer, args: tuple[Any, ...], command: str = RUN
+    args: tuple[Any, ...], command: str = RUN, signature: str = "[uri, range?]"
 ) -> tuple[str, lsp.Range | None]:
-    if not args or not isinstance(args[0], str) or len(args) > 2:
-        raise JsonRpcInvalidParams(f"{command} takes [uri, range?]")
-    uri = args[0]
-    try:
-        ls.workspace.get_text_document(uri).source  # noqa: B018 - unreadable -> clear error
-    except (OSError, ValueError) as exc:
-        raise JsonRpcInvalidParams(f"cannot read {uri}: open it in the editor first") from exc
-    return uri, _parse_range(args[1] if len(args) > 1 else None)
+    """The `[uri, range?]` arguments; whether the URI can be read is the handler's check."""
+    most = signature.count(",") + 1
+    if not args or not isinstance(args[0], str) or not args[0] or len(args) > most:
+        raise JsonRpcInvalidParams(f"{command} takes {signature}")
+    return args[0], _parse_range(args[1] if len(args) > 1 else None)
 
 
 @server.feature(lsp.INITIALIZE)
 def initialize(ls: CodeexecServer, params: lsp.InitializeParams) -> None:
     section = section_of(params.initialization_options)
     ls.settings_store.initialization = dict(section) if section else {}
-    ls.settings, _ = ls.settings_store.current()
+    ls.load_settings()  # the warnings are shown once the client is initialized
 
 
 @server.feature(lsp.INITIALIZED)
@@ -548,7 +684,10 @@ def _diagnostic_json(diagnostic: lsp.Diagnostic) -> dict[str, Any]:
 )
 def code_action(ls: CodeexecServer, params: lsp.CodeActionParams) -> list[lsp.CodeAction]:
     """Listing is instant: nothing runs and no model is called until an action is picked."""
-    document = ls.workspace.get_text_document(params.text_document.uri)
+    try:
+        document = ls.document(params.text_document.uri)
+    except JsonRpcInvalidParams:
+        return []  # nothing we can read, so nothing we could run
     if not _is_python(document):
         return []
     uri, range_ = document.uri, params.range
@@ -609,7 +748,7 @@ def inlay_hint(ls: CodeexecServer, params: lsp.InlayHintParams) -> list[lsp.Inla
     records = ls.history.records(uri)
     if not records:
         return []
-    lines = ls.workspace.get_text_document(uri).lines
+    lines = ls.document(uri).lines
     return present.inlay_hints(
         records, lines, ls.encoding, params.range.start.line, params.range.end.line
     )
@@ -617,7 +756,7 @@ def inlay_hint(ls: CodeexecServer, params: lsp.InlayHintParams) -> list[lsp.Inla
 
 @server.command(RUN)
 async def run_command(ls: CodeexecServer, *args: Any) -> dict[str, Any]:
-    uri, range_ = _parse_target(ls, args)
+    uri, range_ = _parse_target(args)
     result = await ls.run(uri, range_)
     return result.to_json()
 
@@ -644,21 +783,19 @@ async def restart_command(ls: CodeexecServer, *args: Any) -> dict[str, Any]:
 
 @server.command(EXPLAIN)
 async def explain_command(ls: CodeexecServer, *args: Any) -> dict[str, Any]:
-    uri, range_ = _parse_target(ls, args[:2], EXPLAIN)
+    uri, range_ = _parse_target(args, EXPLAIN)
     return await ls.explain(uri, range_)
 
 
 @server.command(FIX)
 async def fix_command(ls: CodeexecServer, *args: Any) -> dict[str, Any]:
-    if len(args) > 3:
-        raise JsonRpcInvalidParams("codeexec.fix takes [uri, range, diagnostic?]")
-    uri, range_ = _parse_target(ls, args[:2], FIX)
+    uri, range_ = _parse_target(args, FIX, "[uri, range, diagnostic?]")
     return await ls.fix(uri, range_, _parse_diagnostic(args[2] if len(args) > 2 else None))
 
 
 @server.command(APPLY_FIX)
 async def apply_fix_command(ls: CodeexecServer, *args: Any) -> dict[str, Any]:
-    uri, _ = _parse_target(ls, args[:1], APPLY_FIX)
+    uri, _ = _parse_target(args, APPLY_FIX, "[uri]")
     pending = ls.pending_fixes.get(uri)
     if pending is None:
         return {"applied": False, "message": "No unverified fix is waiting for this file."}

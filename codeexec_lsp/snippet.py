@@ -7,13 +7,17 @@ position encoding (UTF-16 by default) is the server's job.
 from __future__ import annotations
 
 import ast
+import os
 import re
+import stat
 from dataclasses import dataclass
 from typing import Literal
 
 SnippetKind = Literal["selection", "cell", "statement", "file", "lines"]
 
 CELL_MARKER = re.compile(r"^\s*#\s*(%%|In\[\s*\d*\s*\]:)")
+# A file the editor has not opened is read from disk; a bigger one is not source code.
+MAX_FILE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -140,7 +144,7 @@ def statement_span(document: str, line: int) -> tuple[int, int] | None:
     """The top-level statement (whole block, decorators included) that contains `line`."""
     try:
         tree = ast.parse(document)
-    except SyntaxError:
+    except (SyntaxError, ValueError):  # ValueError: lone surrogates, NUL on older Pythons
         return _statement_span_by_indentation(document, line)
     for node in tree.body:
         first = node.lineno - 1
@@ -198,3 +202,34 @@ def whole_file(document: str, path: str) -> Snippet:
     if not lines:
         raise SnippetError("the document is empty: there is nothing to run")
     return Snippet(document, path, document, 0, len(lines) - 1, 0, "file")
+
+
+def read_source_file(path: str, limit: int = MAX_FILE_BYTES) -> str:
+    """The UTF-8 text of a regular file of at most `limit` bytes; SnippetError says why not.
+
+    Only regular files: /dev/zero never ends, a FIFO blocks, and /dev/stdin is the server's
+    own protocol stream. O_NONBLOCK keeps opening a FIFO from blocking before we can look.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except (OSError, ValueError) as exc:
+        raise SnippetError(getattr(exc, "strerror", None) or str(exc)) from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise SnippetError("it is not a regular file")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit and (chunk := os.read(fd, min(1 << 20, limit + 1 - size))):
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise SnippetError(exc.strerror or str(exc)) from exc
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > limit:
+        raise SnippetError(f"it is larger than {limit // (1024 * 1024)} MB")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SnippetError("it is not UTF-8 text") from exc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import PurePath
@@ -19,6 +20,9 @@ from codeexec_lsp.llm.base import (
 from codeexec_lsp.llm.prompts import PROMPT_VERSION, estimate_tokens, explain_messages
 
 EXPLAIN_MAX_TOKENS = 1500
+# `on_text` gets the whole text so far: calling it for every delta would cost quadratic time
+# in the answer's length, so it is called at most this often (and once at the end).
+TEXT_REPORT_INTERVAL_S = 0.05
 
 
 class ExcludedFile(LlmError):
@@ -77,11 +81,17 @@ async def _stream(
     model: ChatModel, messages: list[ChatMessage], on_text: Callable[[str], None] | None
 ) -> str:
     parts: list[str] = []
+    reported_at = float("-inf")
+    reported = 0
     async for delta in model.stream(messages, max_tokens=EXPLAIN_MAX_TOKENS):
         parts.append(delta)
-        if on_text is not None:
+        now = time.monotonic()
+        if on_text is not None and now - reported_at >= TEXT_REPORT_INTERVAL_S:
             on_text("".join(parts))
+            reported_at, reported = now, len(parts)
     text = "".join(parts)
+    if on_text is not None and reported < len(parts):
+        on_text(text)
     if not text.strip():
         raise LlmBadAnswer("The model returned an empty explanation. Try again or another model.")
     return text

@@ -3,6 +3,11 @@
 A candidate is *verified* when the code that failed, run again with the candidate in place of
 the target in a throwaway process, raises nothing. Only verified fixes are applied (unless
 the user turned verification off, or the code cannot run on its own, e.g. it reads input()).
+
+The model's answer is untrusted: a candidate that breaks the rules of actions/untrusted.py
+(new commands, network, file deletion, or code outside the target) is refused before it is
+run or applied, and never offered as an unverified fix; edits are confined to the target's
+lines by construction (edits.edits_for_replacement) and checked again when applied.
 """
 
 from __future__ import annotations
@@ -11,15 +16,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
 from codeexec_lsp.actions.explain import trimmed
+from codeexec_lsp.actions.untrusted import refusal
 from codeexec_lsp.code_context import CodeContext, CodeUnit, DiagnosticInfo, build_context
-from codeexec_lsp.edits import LineEdit, edits_for_replacement
+from codeexec_lsp.edits import EditOutsideTarget, LineEdit, edits_for_replacement
 from codeexec_lsp.execution.runner import NO_INPUT_MESSAGE
-from codeexec_lsp.llm.answers import extract_code
+from codeexec_lsp.llm.answers import extract
 from codeexec_lsp.llm.base import ChatModel, LlmBadAnswer, LlmContextTooLong
 from codeexec_lsp.llm.prompts import FailedAttempt, fix_messages
 from codeexec_lsp.results import RunResult
 
 FIX_MAX_TOKENS = 4096
+REFUSED = "it was refused: "  # what the model is told; the user reads "was refused: ..."
 
 # (document text, first line, last line) -> the result of running those lines of that text.
 RunLines = Callable[[str, int, int], Awaitable[RunResult]]
@@ -123,20 +130,42 @@ async def fix(model: ChatModel, request: FixRequest, run_lines: RunLines) -> Fix
 
     failed: list[FailedAttempt] = []
     last_reason = ""
-    candidate: str | None = None
+    candidate: str | None = None  # the last one that may be offered as an unverified fix
     for attempt in range(1, request.attempts + 1):
         answer = await _ask(model, ctx, failed)
         try:
-            candidate = extract_code(
-                answer, target.text, request.document, target_start_line=target.start_line
+            found = extract(
+                answer,
+                target.text,
+                request.document,
+                target_start_line=target.start_line,
+                path=request.path,
             )
         except LlmBadAnswer as exc:
             last_reason = str(exc)
             failed.append(FailedAttempt(answer[:2000], None, last_reason))
             continue
-        new_document, edits = edits_for_replacement(
-            request.document, target.start_line, target.end_line + 1, candidate + "\n"
+        extracted = found.code
+        refused = refusal(
+            extracted,
+            target.text,
+            request.document,
+            target.start_line,
+            target.end_line,
+            found.outside,
         )
+        if refused is None:
+            try:
+                new_document, edits = edits_for_replacement(
+                    request.document, target.start_line, target.end_line + 1, extracted + "\n"
+                )
+            except EditOutsideTarget as exc:
+                refused = str(exc)
+        if refused is not None:
+            last_reason = f"{REFUSED}{refused}"
+            failed.append(FailedAttempt(extracted, None, last_reason))
+            continue
+        candidate = extracted
         if not edits:
             last_reason = "the model returned the code unchanged"
             failed.append(FailedAttempt(candidate, None, last_reason))
@@ -184,9 +213,14 @@ async def fix(model: ChatModel, request: FixRequest, run_lines: RunLines) -> Fix
             )
         last_reason = f"running it still fails: {_describe(result)}"
         failed.append(FailedAttempt(candidate, result, last_reason))
+    outcome = (
+        f"was refused: {last_reason.removeprefix(REFUSED)}"
+        if last_reason.startswith(REFUSED)
+        else f"failed because {last_reason}"
+    )
     message = (
         f"No verified fix after {request.attempts} attempt(s); nothing was changed. "
-        f"The last candidate failed because {last_reason}."
+        f"The last candidate {outcome}."
     )
     if candidate is None:
         return FixOutcome(False, request.attempts, message)

@@ -3,16 +3,112 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
-from codeexec_lsp.config import Settings
+from codeexec_lsp.config import FixSettings, LlmSettings, Settings
 from codeexec_lsp.execution.base import Executor, Limits, RunRequest
 from codeexec_lsp.execution.environment import scrubbed_environment
 from codeexec_lsp.interpreters import find_interpreter
 from codeexec_lsp.results import RunResult
 from codeexec_lsp.snippet import Snippet
+
+# The largest values the executors can carry out: resource limits are C longs, and a timer
+# needs a finite number. Anything above means "practically unlimited" and is clamped.
+MAX_SECONDS = 7 * 24 * 3600.0
+MAX_MEGABYTES = 2**30  # 1 PiB
+MAX_OUTPUT_BYTES = 2**30
+MAX_OPEN_FILES = 2**20
+MAX_FIX_ATTEMPTS = 10
+_DEFAULTS = Settings()
+
+
+def _shown(value: float | None) -> str:
+    if value is None:
+        return "unset"
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
+
+
+def _bounded(
+    key: str, value: float | None, default: float | None, most: float, warnings: list[str]
+) -> float | None:
+    if value is None:
+        return None
+    if math.isnan(value):
+        warnings.append(
+            f"codeexec.{key}: NaN is not a number; using the default ({_shown(default)})"
+        )
+        return default
+    if value > most:
+        warnings.append(
+            f"codeexec.{key}: {_shown(value)} is over the maximum this server can apply; "
+            f"using {_shown(most)}"
+        )
+        return most
+    return value
+
+
+def usable_settings(settings: Settings) -> tuple[Settings, list[str]]:
+    """Settings every executor can carry out, and a warning for each value changed.
+
+    The settings parser checks types; this checks range: NaN, infinity, or a limit too
+    large for the operating system would otherwise make every run fail, or hang.
+    """
+    warnings: list[str] = []
+
+    def seconds(key: str, value: float | None, default: float | None) -> float | None:
+        return _bounded(key, value, default, MAX_SECONDS, warnings)
+
+    def count(key: str, value: int, default: int, most: int) -> int:
+        return int(_bounded(key, value, default, most, warnings) or default)
+
+    timeout = seconds("timeout", settings.timeout, _DEFAULTS.timeout) or _DEFAULTS.timeout
+    llm_timeout = seconds("llm.timeout", settings.llm.timeout, LlmSettings().timeout)
+    python = settings.python
+    if python is not None and not _usable_path(python):
+        warnings.append(
+            f"codeexec.python: {python[:40]!r} is not a usable path (it has a NUL or an "
+            "unencodable character); using the default interpreter"
+        )
+        python = None
+    usable = replace(
+        settings,
+        python=python,
+        timeout=timeout,
+        cpu_seconds=seconds("cpuSeconds", settings.cpu_seconds, None),
+        memory_mb=count("memoryMb", settings.memory_mb, _DEFAULTS.memory_mb, MAX_MEGABYTES),
+        max_output_bytes=count(
+            "maxOutputBytes",
+            settings.max_output_bytes,
+            _DEFAULTS.max_output_bytes,
+            MAX_OUTPUT_BYTES,
+        ),
+        max_file_mb=count("maxFileMb", settings.max_file_mb, _DEFAULTS.max_file_mb, MAX_MEGABYTES),
+        max_open_files=count(
+            "maxOpenFiles", settings.max_open_files, _DEFAULTS.max_open_files, MAX_OPEN_FILES
+        ),
+        llm=replace(settings.llm, timeout=llm_timeout or LlmSettings().timeout),
+        fix=replace(
+            settings.fix,
+            attempts=count(
+                "fix.attempts", settings.fix.attempts, FixSettings().attempts, MAX_FIX_ATTEMPTS
+            ),
+        ),
+    )
+    return usable, warnings
+
+
+def _usable_path(path: str) -> bool:
+    if "\0" in path:
+        return False
+    try:
+        os.fsencode(path)
+    except UnicodeError:
+        return False
+    return True
 
 
 def limits_from(settings: Settings) -> Limits:
@@ -63,6 +159,7 @@ def build_request(
         limits=limits_from(settings),
         sys_path=sys_path,
         interpreter_source=interpreter.source,
+        network=settings.network,
     )
 
 

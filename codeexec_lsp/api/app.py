@@ -45,25 +45,37 @@ from codeexec_lsp.snippet import Snippet
 
 log = logging.getLogger("codeexec_lsp.api")
 
-# After refusing a body (401, 413) the rest is read and dropped, up to this much, so the
-# client gets to read the refusal instead of a connection reset.
+# After refusing a body (401, 413) the rest is read and dropped, up to this much and for at
+# most DRAIN_TIME_S, so the client gets to read the refusal instead of a connection reset.
+# A client that declares more, or sends slower, is answered without waiting for it.
 DRAIN_LIMIT = 16 * 1024 * 1024
+DRAIN_TIME_S = 5.0
 
 
 class ClientGone(Exception):
     """The client disconnected; nobody is left to answer."""
 
 
-class _Body:
-    """Reads the request body from the raw ASGI channel, so it can be capped and drained."""
+class _BodyTimeout(Exception):
+    """The body did not arrive in time."""
 
-    def __init__(self, receive: Receive) -> None:
+
+class _Body:
+    """Reads the request body from the raw ASGI channel, so it can be capped (in size and
+    in time) and drained."""
+
+    def __init__(self, receive: Receive, timeout: float) -> None:
         self._receive = receive
+        self._deadline = time.monotonic() + timeout
         self.done = False
         self.disconnected = False
 
-    async def chunk(self) -> bytes:
-        message = await self._receive()
+    async def chunk(self, deadline: float | None = None) -> bytes:
+        remaining = (deadline or self._deadline) - time.monotonic()
+        try:
+            message = await asyncio.wait_for(self._receive(), max(remaining, 0.0))
+        except asyncio.TimeoutError:
+            raise _BodyTimeout from None
         if message["type"] == "http.disconnect":
             self.done = self.disconnected = True
             return b""
@@ -81,10 +93,28 @@ class _Body:
             raise ClientGone
         return bytes(data)
 
-    async def drain(self) -> None:
+    async def drain(self, declared: int | None) -> None:
+        if declared is not None and declared > DRAIN_LIMIT:
+            return
+        deadline = min(self._deadline, time.monotonic() + DRAIN_TIME_S)
         drained = 0
-        while not self.done and drained <= DRAIN_LIMIT:
-            drained += len(await self.chunk())
+        with contextlib.suppress(_BodyTimeout):
+            while not self.done and drained <= DRAIN_LIMIT:
+                drained += len(await self.chunk(deadline))
+
+
+def _body_timeout(seconds: float) -> ApiError:
+    return ApiError(
+        408,
+        "body_timeout",
+        f"The request body did not arrive within {seconds:g} s; send it all at once",
+        {"body_timeout_s": seconds},
+    )
+
+
+def _declared_length(request: Request) -> int | None:
+    declared = request.headers.get("content-length", "")
+    return int(declared) if declared.isdigit() else None
 
 
 def _too_large(limit: int) -> ApiError:
@@ -135,19 +165,27 @@ class ExecuteService:
 
     async def execute(self, request: Request) -> Response:
         started = time.perf_counter()
-        body = _Body(request.receive)
+        body = _Body(request.receive, self.settings.body_timeout_s)
         outcome = "?"
         status = 500
         try:
             try:
                 self._authorize(request)
-                raw = await self._read_body(request, body)
+                try:
+                    raw = await self._read_body(request, body)
+                except _BodyTimeout:
+                    raise _body_timeout(self.settings.body_timeout_s) from None
                 parsed = parse_request(raw, self.settings)
                 answer = await self._answer(request, parsed)
             except ApiError as error:
-                await body.drain()
+                await body.drain(_declared_length(request))
                 status, outcome = error.status, error.code
-                return _json(error.status, error.body(), error.headers)
+                headers = dict(error.headers)
+                if not body.done:
+                    # The rest of the body is still coming: this connection cannot carry
+                    # another request, so say it will close.
+                    headers["Connection"] = "close"
+                return _json(error.status, error.body(), headers)
             status, outcome = 200, str(answer["status"])
             return _json(200, answer)
         except ClientGone:

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from codeexec_lsp.api.settings import ApiSettings
+from codeexec_lsp.execution.outcome import PROCESS_LIMIT_TYPE
 from codeexec_lsp.results import ErrorInfo, RunResult
 
 # The file name snippets run under: what `exec(code)` shows, so any client that maps
@@ -92,8 +93,11 @@ def _max_run_time(options: dict[str, Any], settings: ApiSettings) -> float:
         return settings.effective_default_run_time
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _invalid(f"{where} must be a number of seconds", where)
-    seconds = float(value)
-    if not math.isfinite(seconds) or seconds <= 0:
+    try:
+        seconds = float(value)
+    except OverflowError:  # an integer with hundreds of digits
+        seconds = math.inf
+    if math.isnan(seconds) or seconds <= 0:
         raise _invalid(f"{where} must be a positive number of seconds", where)
     if seconds > settings.max_run_time:
         # Refused rather than clamped: a client that asked for more would otherwise see a
@@ -144,6 +148,8 @@ def _limit_headline(result: RunResult, settings: ApiSettings) -> str:
         )
     if error_type == "CPUTimeLimitExceeded":
         return "CPUTimeLimitExceeded: the code used more CPU time than max_run_time allows"
+    if error_type == PROCESS_LIMIT_TYPE or result.message.startswith("Process limit"):
+        return f"{PROCESS_LIMIT_TYPE}: {result.message.partition(': ')[2]}"
     if "printed more than" in result.message:
         return (
             f"OutputLimitExceeded: the code printed more than {10 * settings.max_output_bytes:,} "

@@ -150,6 +150,9 @@ def openapi_document(settings: ApiSettings) -> dict[str, Any]:
         },
         "400": _error_response("The body is not JSON"),
         "401": _error_response("No token or a wrong one"),
+        "408": _error_response(
+            f"The body did not arrive within {settings.body_timeout_s:g} s of the request"
+        ),
         "413": _error_response(f"The body is over {settings.max_body_bytes} bytes"),
         "422": _error_response("The body does not follow the contract, or is over a limit"),
         "500": _error_response("The server could not run the code; see its log"),

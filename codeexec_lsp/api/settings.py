@@ -45,6 +45,9 @@ class ApiSettings:
     install_timeout: float = 600.0
     retry_after_s: int = 1
     max_libraries: int = 32
+    # The whole body must arrive within this many seconds of the request's start: a client
+    # trickling it in a byte at a time (slowloris) must not hold a connection forever.
+    body_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         for name in ("max_concurrency", "max_body_bytes", "memory_mb", "max_output_bytes"):
@@ -53,7 +56,7 @@ class ApiSettings:
         for name in ("queue_size", "retry_after_s", "max_libraries"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative")
-        for name in ("max_run_time", "default_run_time", "install_timeout"):
+        for name in ("max_run_time", "default_run_time", "install_timeout", "body_timeout_s"):
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 raise ConfigError(f"{name} must be a positive number of seconds")

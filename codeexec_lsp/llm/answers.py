@@ -24,6 +24,10 @@ The rules, in order:
    that (a) still defines the functions and classes the target defines, then (b) differs
    from the target (answers often quote the original before the fix), then (c) is most
    similar to the target; remaining ties go to the earliest block.
+7. The answer is untrusted: shell scripts (```bash, ```sh... blocks) and diffs are never
+   taken, a candidate with IPython shell escapes (``!pip install``, ``%system``) is refused
+   as shell, and a block whose first line names another file (``# utils.py``) is for that
+   file, not this one. What the code itself may do is checked by actions/untrusted.py.
 """
 
 from __future__ import annotations
@@ -42,12 +46,21 @@ from codeexec_lsp.llm.base import LlmBadAnswer
 
 MAX_ANSWER_CHARS = 200_000
 PYTHON_TAGS = frozenset({"python", "py", "python3", "py3", "ipython", "ipython3"})
+SHELL_TAGS = frozenset(
+    {"bash", "sh", "shell", "zsh", "fish", "console", "shell-session", "powershell", "ps1"}
+    | {"pwsh", "cmd", "bat", "batch", "dockerfile", "makefile"}
+)
 
 _OPEN_FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 _TAG = re.compile(r"[\s{.]*([A-Za-z0-9_+-]*)")
 _THINKING = re.compile(r"<(think|thinking)>.*?</\1>", re.DOTALL)
 _UNCLOSED_THINKING = re.compile(r"<(?:think|thinking)>.*", re.DOTALL)
 _TOKENS = re.compile(r"\w+|[^\w\s]")
+_SHELL_ESCAPE = re.compile(r"^\s*(!|%{1,2}(system|sx|sc|bash|sh|script)\b)")
+_FILE_HEADER = re.compile(
+    r"^\s*#\s*(?:(?:file(?:name)?|path)\s*:\s*)?[`'\"]?(?P<path>[\w./\\-]+\.pyi?)[`'\"]?\s*$",
+    re.IGNORECASE,
+)
 _SIMILARITY_WORK_LIMIT = 4_000_000
 _RETRY_HINT = "Try again, or try another model (llm.model)."
 
@@ -84,6 +97,16 @@ class _Candidate:
     keeps_names: bool
     differs: bool
     similarity: float
+    outside: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Extracted:
+    """The replacement for the target, and the lines of a whole-file answer that were cut
+    off as code around the target (whatever the model did to them)."""
+
+    code: str
+    outside: tuple[str, ...] = ()
 
 
 def extract_code(
@@ -92,14 +115,28 @@ def extract_code(
     document: str | None = None,
     *,
     target_start_line: int | None = None,
+    path: str | None = None,
 ) -> str:
     """The code that replaces ``target`` (whole lines, no trailing line break), with the
     target's indentation. ``document`` (the whole file) lets a whole-file answer be cut
     down to the target; ``target_start_line`` (0-based) tells where the target is in it
-    when its text occurs more than once.
+    when its text occurs more than once; ``path`` (the document's file) tells a block for
+    another file from one for this file.
 
     Raises AnswerTooLong, NoCodeInAnswer, or its subclass AnswerNotPython.
     """
+    return extract(answer, target, document, target_start_line=target_start_line, path=path).code
+
+
+def extract(
+    answer: str,
+    target: str,
+    document: str | None = None,
+    *,
+    target_start_line: int | None = None,
+    path: str | None = None,
+) -> Extracted:
+    """extract_code, also telling which lines were cut off a whole-file answer."""
     if len(answer) > MAX_ANSWER_CHARS:
         raise AnswerTooLong(
             f"The model's answer is {len(answer)} characters long (the limit is "
@@ -128,6 +165,7 @@ def extract_code(
     failures: list[_Unusable] = []
     for lines in sources:
         try:
+            _check_untrusted(lines, path)
             candidates.append(_candidate(lines, target_lines, surroundings, fenced=bool(blocks)))
         except _Unusable as error:
             failures.append(error)
@@ -150,7 +188,7 @@ def extract_code(
             -i,
         ),
     )
-    return "\n".join(candidates[best].lines)
+    return Extracted("\n".join(candidates[best].lines), candidates[best].outside)
 
 
 # --- reading the answer -------------------------------------------------------------------
@@ -198,9 +236,34 @@ def _remove_indent(line: str, width: int) -> str:
 def _wrong_language_message(blocks: Sequence[_Block]) -> str:
     tags = sorted({block.tag for block in blocks})
     if "diff" in tags:
-        return f"The model answered with a diff instead of the corrected code. {_RETRY_HINT}"
+        return (
+            "The model answered with a diff instead of the corrected code; diffs are never "
+            f"applied, since they can change any line of any file. {_RETRY_HINT}"
+        )
     listed = ", ".join(tags)
-    return f"The model's answer has no Python code block (only: {listed}). {_RETRY_HINT}"
+    shell = " Shell scripts are never run or applied." if SHELL_TAGS & set(tags) else ""
+    return f"The model's answer has no Python code block (only: {listed}).{shell} {_RETRY_HINT}"
+
+
+def _check_untrusted(lines: Sequence[str], path: str | None) -> None:
+    """Refuse a candidate that is shell, or that is meant for another file."""
+    escape = next((line for line in lines if _SHELL_ESCAPE.match(line)), None)
+    if escape is not None and not _parses(lines):  # in Python, "!x" can only be in a string
+        raise _Unusable(
+            f"The model's code runs shell commands ({escape.strip()[:60]!r}); shell "
+            "commands are never run or applied"
+        )
+    first = next((line for line in lines if line.strip()), "")
+    header = _FILE_HEADER.match(first)
+    if header is None or path is None:
+        return
+    named = header["path"].replace("\\", "/").rsplit("/", 1)[-1]
+    own = path.replace("\\", "/").rsplit("/", 1)[-1]
+    if named != own:
+        raise _Unusable(
+            f"The model's code is for another file ({header['path'][:80]}), not {own}; a fix "
+            "may only change the selected lines of this file"
+        )
 
 
 # --- one candidate ------------------------------------------------------------------------
@@ -214,8 +277,11 @@ def _candidate(
     fenced: bool,
 ) -> _Candidate:
     core = _trim_blank_edges(lines)
+    outside: list[str] = []
     if surroundings is not None and core:
-        core = _trim_blank_edges(surroundings.cut(core))
+        first, last = surroundings.bounds(core)
+        outside = [*core[:first], *core[last:]]
+        core = _trim_blank_edges(core[first:last])
     if not core:
         raise _Unusable("The model's code block is empty")
     core = _reindent(core, target_lines)
@@ -232,6 +298,7 @@ def _candidate(
         keeps_names=_defined_names(target_core) <= _defined_names_of(tree),
         differs=[line.strip() for line in core] != [line.strip() for line in target_core],
         similarity=_similarity("\n".join(target_core), "\n".join(core)),
+        outside=tuple(outside),
     )
 
 
@@ -261,6 +328,14 @@ def _parse_dedented(lines: Sequence[str]) -> ast.Module:
     except ValueError as error:  # NUL bytes
         message = f"The model's code is not valid Python ({error})"
         raise _Unusable(message, not_python=True) from None
+
+
+def _parses(lines: Sequence[str]) -> bool:
+    try:
+        _parse_dedented(lines)
+    except _Unusable:
+        return False
+    return True
 
 
 def _does_something(tree: ast.Module) -> bool:
@@ -340,9 +415,10 @@ class _Surroundings:
                 break
         return chosen
 
-    def cut(self, lines: list[str]) -> list[str]:
+    def bounds(self, lines: list[str]) -> tuple[int, int]:
+        """The slice of `lines` that corresponds to the target (all of it if unsure)."""
         if self.span is None:
-            return lines
+            return 0, len(lines)
         start, end = self.span
         keys = [line.strip() for line in lines]
         matcher = difflib.SequenceMatcher(None, self.keys, keys, autojunk=len(self.keys) > 2_000)
@@ -355,10 +431,10 @@ class _Surroundings:
         first = max(before) + 1 if before else 0
         last = min(after) if after else len(lines)
         if first > last:
-            return lines
+            return 0, len(lines)
         cut_before = self._confirmed(pairs, self.before) or _mostly_matched(keys[:first], before)
         cut_after = self._confirmed(pairs, self.after) or _mostly_matched(keys[last:], after)
-        return lines[first if cut_before else 0 : last if cut_after else len(lines)]
+        return (first if cut_before else 0, last if cut_after else len(lines))
 
     @staticmethod
     def _confirmed(pairs: dict[int, int], context: list[int]) -> bool:

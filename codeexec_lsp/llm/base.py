@@ -68,6 +68,10 @@ class LlmBadAnswer(LlmError):
     """Malformed, truncated or empty answer."""
 
 
+class LlmAnswerTooLong(LlmBadAnswer):
+    """The answer (or the response carrying it) passed the size cap and was cut off."""
+
+
 class LlmBadRequest(LlmError):
     """Another 4xx: the server refused the request as sent (a parameter or setting it rejects)."""
 

@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import random
+import re
 import ssl
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
@@ -23,6 +24,7 @@ import httpx
 
 from codeexec_lsp.llm.base import (
     ChatMessage,
+    LlmAnswerTooLong,
     LlmAnswerTruncated,
     LlmAuthError,
     LlmBadAnswer,
@@ -40,6 +42,14 @@ log = logging.getLogger("codeexec_lsp.llm")
 
 # A misrouted baseUrl can answer with a whole web page; the error message needs only its start.
 _ERROR_BODY_LIMIT = 64 * 1024
+# A model that never stops, or a server that streams without end, must not fill the memory.
+# The answer's text is capped well above what max_tokens allows (4096 tokens are ~16,000
+# characters) and above answers.MAX_ANSWER_CHARS, which explains a merely long answer; the
+# response is capped too, for its JSON and SSE framing (a few hundred characters per delta)
+# and for lines that never end.
+MAX_ANSWER_TEXT_CHARS = 400_000
+MAX_RESPONSE_CHARS = 32 * 1024 * 1024
+_LINE_END = re.compile(r"\r\n|\r|\n")
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
 _CONTEXT_CODES = frozenset(
     {"context_length_exceeded", "exceed_context_size_error", "request_too_large"}
@@ -145,6 +155,38 @@ class SseParser:
         return None
 
 
+class LineSplitter:
+    """Streamed text to lines (``\\r\\n``, ``\\r`` or ``\\n`` end one), as they complete.
+
+    A partial line is kept as pieces and joined once, when it ends: a server that sends a
+    long line a byte at a time costs linear time, not quadratic.
+    """
+
+    def __init__(self) -> None:
+        self._partial: list[str] = []
+        self._after_cr = False
+
+    def feed(self, text: str) -> list[str]:
+        if self._after_cr and text.startswith("\n"):
+            text = text[1:]  # the second half of a \r\n split between two chunks
+        if not text:
+            return []
+        self._after_cr = text.endswith("\r")
+        *ended, rest = _LINE_END.split(text)
+        lines: list[str] = []
+        for piece in ended:
+            self._partial.append(piece)
+            lines.append("".join(self._partial))
+            self._partial = []
+        if rest:
+            self._partial.append(rest)
+        return lines
+
+    def close(self) -> list[str]:
+        rest, self._partial = "".join(self._partial), []
+        return [rest] if rest else []
+
+
 @dataclass
 class AnswerState:
     """What a decoder learned about the answer besides its text."""
@@ -189,6 +231,8 @@ class HttpChatModel(abc.ABC):
     provider = ""
     default_key_env = ""
     official_hosts: frozenset[str] = frozenset()
+    max_answer_chars = MAX_ANSWER_TEXT_CHARS
+    max_response_chars = MAX_RESPONSE_CHARS
 
     def __init__(
         self,
@@ -287,11 +331,16 @@ class HttpChatModel(abc.ABC):
             timeout=self._timeouts(), trust_env=trust_env, verify=_ssl_context(trust_env)
         ) as client:
             response = await self._send(client, headers, body, api_key)
+            received = 0
             try:
                 async for text in self._read(response, state):
+                    received += len(text)
+                    if received > self.max_answer_chars:
+                        raise self._too_long("answer", self.max_answer_chars)
                     answered = answered or bool(text.strip())
                     yield text
             finally:
+                # Also when the cap is hit: closing is what stops the model's server sending.
                 await response.aclose()
         self._check_complete(state, answered=answered, max_tokens=max_tokens)
 
@@ -486,7 +535,7 @@ class HttpChatModel(abc.ABC):
                     yield text
                 state.not_an_event_stream = parser.events == 0 and parser.junk_lines > 0
             elif "json" in content_type:
-                yield self._decode_json(self._parse_json(await response.aread()), state)
+                yield self._decode_json(self._parse_json(await self._whole_body(response)), state)
             else:
                 raise LlmBadAnswer(
                     f"{_sentence(self._where)} answered with "
@@ -502,12 +551,36 @@ class HttpChatModel(abc.ABC):
                     f"({_describe_transport_error(exc)}). Try again."
                 ) from None
 
-    @staticmethod
-    async def _events(response: httpx.Response, parser: SseParser) -> AsyncIterator[SseEvent]:
-        async for line in response.aiter_lines():
-            event = parser.feed(line)
-            if event is not None:
-                yield event
+    async def _events(self, response: httpx.Response, parser: SseParser) -> AsyncIterator[SseEvent]:
+        splitter = LineSplitter()
+        received = 0
+        async for text in response.aiter_text():
+            received += len(text)
+            if received > self.max_response_chars:
+                raise self._too_long("response", self.max_response_chars)
+            for line in splitter.feed(text):
+                event = parser.feed(line)
+                if event is not None:
+                    yield event
+        for line in splitter.close():  # as the spec says, an event without its blank line is lost
+            parser.feed(line)
+
+    async def _whole_body(self, response: httpx.Response) -> bytes:
+        chunks: list[bytes] = []
+        received = 0
+        async for chunk in response.aiter_bytes():
+            received += len(chunk)
+            if received > self.max_response_chars:
+                raise self._too_long("response", self.max_response_chars)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_long(self, what: str, limit: int) -> LlmAnswerTooLong:
+        return LlmAnswerTooLong(
+            f"The {what} from {self._where} (model '{self.model}') went past {limit:,} "
+            "characters without ending, so it was cut off and not used. Try again, or choose "
+            "another model in codeexec.llm.model."
+        )
 
     def _check_complete(self, state: AnswerState, *, answered: bool, max_tokens: int) -> None:
         if state.not_an_event_stream:

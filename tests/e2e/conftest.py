@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import sys
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Union
@@ -116,3 +119,61 @@ async def client(
     lsp_client.encoding = await start(lsp_client, request.param, workspace)  # type: ignore[attr-defined]
     yield lsp_client
     await lsp_client.shutdown_session()
+
+
+# --- raw JSON-RPC, for what the typed client would refuse to send ------------------------------
+
+
+def server_pid(client: TestClient) -> int:
+    """The language server's process id (pytest-lsp starts it as a subprocess)."""
+    process = client._server  # pygls keeps the subprocess here
+    assert process is not None
+    return process.pid
+
+
+def server_alive(client: TestClient) -> bool:
+    process = client._server
+    return process is not None and process.returncode is None
+
+
+def send_raw(client: TestClient, body: bytes) -> None:
+    """Write one framed message (any bytes at all as its body) to the server's stdin."""
+    writer = client.protocol.writer
+    assert writer is not None
+    writer.write(b"Content-Length: %d\r\n\r\n%b" % (len(body), body))
+
+
+def encode(message: Any) -> bytes:
+    # ensure_ascii escapes lone surrogates as \udXXX, and NaN/Infinity go out as JSON5-ish
+    # literals Python's json module reads: both are what a hostile or buggy client can send.
+    return json.dumps(message, allow_nan=True).encode("ascii")
+
+
+def notify_raw(client: TestClient, method: str, params: Any = None) -> None:
+    send_raw(client, encode({"jsonrpc": "2.0", "method": method, "params": params}))
+
+
+async def request_raw(
+    client: TestClient, method: str, params: Any = None, *, timeout: float = 30.0
+) -> Any:
+    """Send a request as raw JSON and wait for the answer: the result, or the JSON-RPC
+    error raised as JsonRpcException. A missing answer fails with TimeoutError."""
+    msg_id = f"raw-{uuid.uuid4()}"
+    answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    client.protocol._request_futures[msg_id] = answer  # the client's own table
+    # Decoded like executeCommand's LSPAny result: plain JSON, not pygls' namedtuples.
+    client.protocol._result_types[msg_id] = lsp.ExecuteCommandResponse
+    send_raw(client, encode({"jsonrpc": "2.0", "id": msg_id, "method": method, "params": params}))
+    try:
+        return await asyncio.wait_for(answer, timeout)
+    finally:
+        client.protocol._request_futures.pop(msg_id, None)
+        client.protocol._result_types.pop(msg_id, None)
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of a process, from /proc/<pid>/status (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for process {pid}")
