@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from codeexec_lsp.api.settings import ApiSettings
@@ -159,18 +159,7 @@ def _limit_headline(result: RunResult, settings: ApiSettings) -> str:
 
 
 def _relabelled(error: ErrorInfo | None, type_name: str, message: str) -> ErrorInfo | None:
-    if error is None:
-        return None
-    return ErrorInfo(
-        type=type_name,
-        message=message,
-        line=error.line,
-        column=error.column,
-        end_line=error.end_line,
-        end_column=error.end_column,
-        traceback=error.traceback,
-        frames=error.frames,
-    )
+    return None if error is None else replace(error, type=type_name, message=message)
 
 
 def _error_json(error: ErrorInfo | None) -> dict[str, Any] | None:

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from codeexec_lsp.execution.base import RunRequest
+from codeexec_lsp.execution.outcome import relabel
 from codeexec_lsp.results import ErrorInfo, Frame, RunResult, Status
 from codeexec_lsp.snippet import Snippet
 
@@ -260,22 +261,6 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
 
 class _Failure(Exception):
     """Ends a run with status "internal" and a message the user can act on."""
-
-
-def _relabelled(error: ErrorInfo | None, type_name: str, message: str) -> ErrorInfo | None:
-    """Keep where the code was stopped, but say why in the user's terms."""
-    if error is None or error.line is None:
-        return None
-    return ErrorInfo(
-        type=type_name,
-        message=message,
-        line=error.line,
-        column=error.column,
-        end_line=error.end_line,
-        end_column=error.end_column,
-        traceback=error.traceback,
-        frames=error.frames,
-    )
 
 
 def _text(data: Mapping[str, Any], key: str) -> str:
@@ -585,7 +570,7 @@ class HttpExecutor:
                 f"Stopped by the execution service after {request.limits.timeout_s:g} s (the "
                 "codeexec.timeout setting). Raise the timeout if the code needs longer."
             )
-            error = _relabelled(error, "TimeoutError", message)
+            error = relabel(error, "TimeoutError", message)
             return self._result(
                 "timeout", started, stderr=stderr, error=error, message=message, **common
             )
