@@ -2,7 +2,8 @@
 runs code here: `local`, `session` and the /execute API server.
 
 Each test checks that the input ends with the right status and a message a user
-understands, within a bounded time; that the next ordinary run works; that no process of
+understands (pytest-timeout bounds every test; how fast each limit acts is measured in
+benchmarks/limits.py, not asserted here); that the next ordinary run works; that no process of
 the run is left alive (every run carries a tag in its environment, and /proc is searched
 for it, which also finds children that called setsid()); and, for the writes, that nothing
 landed outside the run's folder.
@@ -145,18 +146,15 @@ async def assert_clean_after(backend: Backend, tag: str) -> None:
     assert not left, f"processes of the run outlived it: {left}"
 
 
-async def hostile(backend: Backend, code: str, seconds: float, **settings: Any) -> RunResult:
+async def hostile(backend: Backend, code: str, **settings: Any) -> RunResult:
     tag = uuid.uuid4().hex
     if backend.name == "api":
         os.environ[TAG_VARIABLE] = tag  # the in-process API server passes it on
-    started = time.monotonic()
     try:
         result = await backend.run(code, tag, **settings)
     finally:
         if backend.name == "api":
             os.environ.pop(TAG_VARIABLE, None)
-    elapsed = time.monotonic() - started
-    assert elapsed < seconds, f"{backend.name} took {elapsed:.1f} s (bound {seconds} s)"
     await assert_clean_after(backend, tag)
     return result
 
@@ -169,26 +167,26 @@ def error_type(result: RunResult) -> str | None:
 
 
 async def test_01_fork_bomb(backend: Backend) -> None:
-    result = await hostile(backend, "import os\nwhile True:\n    os.fork()\n", 20)
+    result = await hostile(backend, "import os\nwhile True:\n    os.fork()\n")
     assert result.status in ("limit", "error"), result
     text = f"{result.message} {result.error.message if result.error else ''}".lower()
     assert "process" in text or "resource temporarily unavailable" in text, result
 
 
 async def test_02_infinite_stdout(backend: Backend) -> None:
-    result = await hostile(backend, "while True:\n    print('spam' * 20)\n", 20)
+    result = await hostile(backend, "while True:\n    print('spam' * 20)\n")
     assert result.status == "limit" and result.truncated
     assert "maxOutputBytes" in result.message or "output" in result.message.lower()
 
 
 async def test_03_stderr_flood(backend: Backend) -> None:
     code = "import sys\nwhile True:\n    sys.stderr.write('e' * 1000)\n"
-    result = await hostile(backend, code, 20)
+    result = await hostile(backend, code)
     assert result.status == "limit" and result.truncated
 
 
 async def test_04_one_huge_line_without_newline(backend: Backend) -> None:
-    result = await hostile(backend, "import sys\nsys.stdout.write('x' * 30_000_000)\n", 20)
+    result = await hostile(backend, "import sys\nsys.stdout.write('x' * 30_000_000)\n")
     assert result.status == "limit" and result.truncated
     assert len(result.stdout) < 2_100_000
 
@@ -198,7 +196,7 @@ async def test_04_one_huge_line_without_newline(backend: Backend) -> None:
 
 async def test_05_disk_fill(backend: Backend) -> None:
     code = "with open('fill.bin', 'wb') as f:\n    while True:\n        f.write(b'0' * 1048576)\n"
-    result = await hostile(backend, code, 30)
+    result = await hostile(backend, code)
     if backend.name == "api":
         # The API server's own file limit applies; its folder is removed after the run.
         assert result.status in ("error", "timeout", "limit"), result
@@ -210,20 +208,20 @@ async def test_05_disk_fill(backend: Backend) -> None:
 
 async def test_06_memory_bomb(backend: Backend) -> None:
     code = "chunks = []\nwhile True:\n    chunks.append(bytearray(50_000_000))\n"
-    result = await hostile(backend, code, 20)
+    result = await hostile(backend, code)
     assert result.status == "limit", result
     assert "memory" in result.message.lower() or error_type(result) == "MemoryError"
 
 
 async def test_07_sleep_past_the_wall_limit(backend: Backend) -> None:
-    result = await hostile(backend, "import time\ntime.sleep(10**6)\n", 15, timeout=2)
+    result = await hostile(backend, "import time\ntime.sleep(10**6)\n", timeout=2)
     assert result.status == "timeout", result
     if backend.name != "api":
         assert "2 s" in result.message
 
 
 async def test_08_cpu_burn_past_the_cpu_limit(backend: Backend) -> None:
-    result = await hostile(backend, "while True:\n    pass\n", 20, timeout=8, cpu_seconds=1)
+    result = await hostile(backend, "while True:\n    pass\n", timeout=8, cpu_seconds=1)
     if backend.name == "api":
         assert result.status in ("limit", "timeout"), result  # the server sets its own CPU cap
     else:
@@ -232,7 +230,7 @@ async def test_08_cpu_burn_past_the_cpu_limit(backend: Backend) -> None:
 
 async def test_09_sigint_ignored_then_loop(backend: Backend) -> None:
     code = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass\n"
-    result = await hostile(backend, code, 15, timeout=1)
+    result = await hostile(backend, code, timeout=1)
     assert result.status == "timeout", result
     if backend.name == "session":
         assert "state" in result.message and "lost" in result.message
@@ -251,7 +249,7 @@ async def test_10_setsid_child_does_not_outlive_the_run(backend: Backend) -> Non
         "    os._exit(0)\n"
         "print('parent done')\n"
     )
-    result = await hostile(backend, code, 15)
+    result = await hostile(backend, code)
     assert result.status == "ok" and "parent done" in result.stdout, result
 
 
@@ -261,7 +259,7 @@ async def test_11_secrets_are_not_in_the_environment(
     monkeypatch.setenv("OPENAI_API_KEY", CANARY)
     monkeypatch.setenv("ANTHROPIC_API_KEY", CANARY)
     monkeypatch.setenv("DEPLOY_TOKEN", CANARY)
-    result = await hostile(backend, "import os\nprint(sorted(os.environ.items()))\n", 15)
+    result = await hostile(backend, "import os\nprint(sorted(os.environ.items()))\n")
     assert result.status == "ok"
     assert CANARY not in result.stdout and API_TOKEN not in result.stdout
 
@@ -303,7 +301,7 @@ async def test_12_network_is_off(backend: Backend, listener: tuple[int, list[str
         "    print('no dns:', exc)\n"
         f"socket.create_connection(('127.0.0.1', {port}), timeout=3)\n"
     )
-    result = await hostile(backend, code, 20)
+    result = await hostile(backend, code)
     assert result.status == "error", result
     assert "resolved" not in result.stdout
     assert isinstance(error_type(result), str) and "Error" in str(error_type(result))
@@ -312,7 +310,7 @@ async def test_12_network_is_off(backend: Backend, listener: tuple[int, list[str
 
 async def test_13_killing_the_parent_does_not_kill_the_server(backend: Backend) -> None:
     code = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nprint('still here')\n"
-    result = await hostile(backend, code, 15)
+    result = await hostile(backend, code)
     # Reaching this line means the server (this very process, or the API server in it)
     # survived; the run itself reports the refusal or whatever became of it.
     assert result.status in ("ok", "error", "limit"), result
@@ -331,21 +329,21 @@ async def test_13_killing_the_parent_does_not_kill_the_server(backend: Backend) 
     ],
 )
 async def test_14_exits(backend: Backend, code: str, status: str, kind: str | None) -> None:
-    result = await hostile(backend, code, 15)
+    result = await hostile(backend, code)
     assert result.status == status, result
     if kind is not None:
         assert error_type(result) == kind
 
 
 async def test_15_input_says_there_is_no_stdin(backend: Backend) -> None:
-    result = await hostile(backend, "name = input('name? ')\n", 15)
+    result = await hostile(backend, "name = input('name? ')\n")
     assert result.status == "error" and error_type(result) == "EOFError", result
     assert "standard input" in (result.error.message if result.error else "")
 
 
 async def test_16_non_utf8_output(backend: Backend) -> None:
     code = "import sys\nsys.stdout.buffer.write(b'\\xff\\xfe\\x80 bytes')\nsys.stdout.flush()\n"
-    result = await hostile(backend, code, 15)
+    result = await hostile(backend, code)
     assert result.status == "ok" and "bytes" in result.stdout and "\ufffd" in result.stdout
 
 
@@ -359,14 +357,14 @@ async def test_16_non_utf8_output(backend: Backend) -> None:
 async def test_17_deep_recursion_and_syntax_error(
     backend: Backend, code: str, kind: str, line: int
 ) -> None:
-    result = await hostile(backend, code, 15)
+    result = await hostile(backend, code)
     assert result.status == "error" and error_type(result) == kind, result
     assert result.error is not None and result.error.line == line
 
 
 async def test_18_ten_thousand_open_files(backend: Backend) -> None:
     code = "import os\nfiles = [open(os.devnull) for _ in range(10_000)]\n"
-    result = await hostile(backend, code, 15)
+    result = await hostile(backend, code)
     assert result.status == "error" and error_type(result) == "OSError", result
     assert "Too many open files" in (result.error.message if result.error else "")
 
@@ -382,7 +380,7 @@ async def test_19_writes_outside_the_working_directory_are_refused(backend: Back
         f"open({str(outside)!r}, 'w').write('escaped')\n"
     )
     try:
-        result = await hostile(backend, code, 15)
+        result = await hostile(backend, code)
         assert result.status == "error" and error_type(result) == "PermissionError", result
         assert not outside.exists(), "the run wrote outside its folder"
         if backend.name != "api":  # the API server's folder is removed after the run
@@ -395,14 +393,12 @@ async def test_20_fifty_runs_at_once(backend: Backend) -> None:
     tag = uuid.uuid4().hex
     if backend.name == "api":
         os.environ[TAG_VARIABLE] = tag
-    started = time.monotonic()
     try:
         results = await asyncio.gather(
             *(backend.run(f"sum(range(100_000)) + {n}\n", tag) for n in range(50))
         )
     finally:
         os.environ.pop(TAG_VARIABLE, None)
-    assert time.monotonic() - started < 90
     expected = sum(range(100_000))
     finished = [r for r in results if r.status == "ok"]
     busy = [r for r in results if r.status == "internal"]

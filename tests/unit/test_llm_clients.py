@@ -182,11 +182,9 @@ async def test_delay_past_timeout_raises_timeout(provider: str, fake_llm: FakeLl
     fake_llm.script(Delay(30))
     model = make_model(provider, fake_llm, timeout=0.5)
 
-    started = time.monotonic()
     with pytest.raises(LlmTimeout, match=r"within 0\.5 s.*codeexec\.llm\.timeout"):
         await model.complete(MESSAGES)
 
-    assert time.monotonic() - started < 5
     assert len(fake_llm.model_requests) == 1, "a timeout must not be retried"
     assert await asyncio.to_thread(fake_llm.wait_for_disconnect)
 

