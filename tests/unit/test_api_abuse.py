@@ -13,39 +13,17 @@ import asyncio
 import contextlib
 import json
 import socket
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from codeexec_lsp.api.app import create_app
 from codeexec_lsp.api.settings import ApiSettings, ConfigError
+from tests.fakes.api_fixtures import AUTH, TOKEN, StartApi, start_api_fixture  # noqa: F401
 from tests.fakes.api_harness import ThreadedApi
 
-TOKEN = "abuse-token-0123456789abcdef"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 TEN_MB = 10 * 1024 * 1024
-StartApi = Callable[..., ThreadedApi]
-
-
-@pytest.fixture
-def start_api(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[StartApi]:
-    monkeypatch.setenv("CODEEXEC_API_TOKEN", TOKEN)
-    with contextlib.ExitStack() as stack:
-
-        def start(**options: Any) -> ThreadedApi:
-            values: dict[str, Any] = {
-                "max_run_time": 5.0,
-                "default_run_time": 5.0,
-                "max_concurrency": 2,
-                "cache_dir": tmp_path / "envs",
-                **options,
-            }
-            return stack.enter_context(ThreadedApi(create_app(ApiSettings(**values))))
-
-        yield start
 
 
 def post(api: ThreadedApi, **kwargs: Any) -> httpx.Response:

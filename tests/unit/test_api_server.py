@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,30 +22,8 @@ from codeexec_lsp.api.admission import Admission, QueueFull
 from codeexec_lsp.api.app import create_app
 from codeexec_lsp.api.libraries import LibraryManager, environment_key
 from codeexec_lsp.api.settings import ApiSettings, ConfigError, check_bind
+from tests.fakes.api_fixtures import AUTH, TOKEN, StartApi, start_api_fixture  # noqa: F401
 from tests.fakes.api_harness import ThreadedApi, build_wheel, unused_port
-
-TOKEN = "test-token-0123456789abcdef"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-StartApi = Callable[..., ThreadedApi]
-
-
-@pytest.fixture
-def start_api(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[StartApi]:
-    """Starts the real app (with `ApiSettings` overrides) on a free loopback port."""
-    monkeypatch.setenv("CODEEXEC_API_TOKEN", TOKEN)
-    with contextlib.ExitStack() as stack:
-
-        def start(**options: Any) -> ThreadedApi:
-            values: dict[str, Any] = {
-                "max_run_time": 5.0,
-                "default_run_time": 5.0,
-                "max_concurrency": 2,
-                "cache_dir": tmp_path / "envs",
-                **options,
-            }
-            return stack.enter_context(ThreadedApi(create_app(ApiSettings(**values))))
-
-        yield start
 
 
 def execute(api: ThreadedApi, body: Any, headers: dict[str, Any] | None = None) -> httpx.Response:
