@@ -58,6 +58,9 @@ class AnthropicChatModel(HttpChatModel):
             f"(default {ANTHROPIC_BASE_URL})."
         )
 
+    def _api_root_hint(self) -> str:
+        return f" ({ANTHROPIC_BASE_URL} for Anthropic itself), without /v1/messages"
+
     def _headers(self, api_key: str) -> dict[str, str]:
         headers = {"Accept": "text/event-stream", "anthropic-version": ANTHROPIC_VERSION}
         if api_key:
@@ -135,17 +138,3 @@ class AnthropicChatModel(HttpChatModel):
         state.finished = True
         state.truncated = payload.get("stop_reason") == "max_tokens"
         return "".join(texts)
-
-    def _error_info(self, payload: Any) -> tuple[str, str]:
-        # {"type": "error", "error": {"type": "rate_limit_error", "message": "..."}}
-        if not isinstance(payload, dict):
-            return "", ""
-        error = payload.get("error")
-        if not isinstance(error, dict):
-            return "", ""
-        message = error.get("message")
-        code = error.get("type")
-        return (
-            message if isinstance(message, str) else "",
-            code if isinstance(code, str) else "",
-        )

@@ -52,6 +52,10 @@ class LlmRateLimited(LlmError):
     """429 after all retries."""
 
 
+class LlmQuotaExceeded(LlmError):
+    """The account's quota or credit is used up: no retry can help until it is topped up."""
+
+
 class LlmUnavailable(LlmError):
     """5xx or connection errors after all retries."""
 

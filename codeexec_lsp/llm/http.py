@@ -33,9 +33,17 @@ from codeexec_lsp.llm.base import (
     LlmError,
     LlmNotConfigured,
     LlmNotFound,
+    LlmQuotaExceeded,
     LlmRateLimited,
     LlmTimeout,
     LlmUnavailable,
+)
+from codeexec_lsp.llm.errors import (
+    ErrorKind,
+    ServerError,
+    classify,
+    read_error,
+    retry_after_in_message,
 )
 
 log = logging.getLogger("codeexec_lsp.llm")
@@ -51,19 +59,6 @@ MAX_ANSWER_TEXT_CHARS = 400_000
 MAX_RESPONSE_CHARS = 32 * 1024 * 1024
 _LINE_END = re.compile(r"\r\n|\r|\n")
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
-_CONTEXT_CODES = frozenset(
-    {"context_length_exceeded", "exceed_context_size_error", "request_too_large"}
-)
-_CONTEXT_PHRASES = (
-    "context length",
-    "context_length",
-    "context window",
-    "context size",
-    "maximum context",
-    "prompt is too long",
-    "too many tokens",
-    "reduce the length",
-)
 
 
 def is_local_url(url: str) -> bool:
@@ -89,9 +84,19 @@ class RetryPolicy:
         return min(self.max_delay, self.base_delay * 2.0 ** (retry - 1)) * random.uniform(0.5, 1.0)
 
 
+# Gateways rename the provider's header when they pass it on (LiteLLM: llm_provider-*).
+_RETRY_AFTER_HEADERS = (
+    ("retry-after-ms", 0.001),
+    ("llm_provider-retry-after-ms", 0.001),
+    ("retry-after", 1.0),
+    ("llm_provider-retry-after", 1.0),
+)
+
+
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds from `retry-after-ms` (OpenAI) or `Retry-After` (seconds or an HTTP date)."""
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+    """Seconds from `retry-after-ms` (OpenAI) or `Retry-After` (seconds or an HTTP date), or
+    from the same headers as a gateway renames them (`llm_provider-retry-after[-ms]`)."""
+    for name, scale in _RETRY_AFTER_HEADERS:
         value = headers.get(name)
         if value is None:
             continue
@@ -106,12 +111,6 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
         if math.isfinite(seconds):
             return max(0.0, seconds)
     return None
-
-
-def is_context_error(message: str, code: str) -> bool:
-    """Whether an error says the prompt exceeded the context window; servers word it freely."""
-    lowered = message.lower()
-    return code in _CONTEXT_CODES or any(phrase in lowered for phrase in _CONTEXT_PHRASES)
 
 
 @dataclass(frozen=True)
@@ -204,6 +203,15 @@ class _Retryable:
     retry_after: float | None
 
 
+class _StreamFailure(Exception):
+    """A retryable error event inside a 200 stream: retried like an HTTP failure while no
+    text has reached the caller yet, reported otherwise."""
+
+    def __init__(self, retryable: _Retryable) -> None:
+        super().__init__(retryable.what)
+        self.retryable = retryable
+
+
 @functools.cache
 def _ssl_context(trust_env: bool) -> ssl.SSLContext:
     # Loading the CA bundle costs tens of milliseconds; a client per request would pay it
@@ -287,10 +295,6 @@ class HttpChatModel(abc.ABC):
     def _decode_json(self, payload: Any, state: AnswerState) -> str:
         """The text of a non-streamed answer (a server may ignore `stream: true`)."""
 
-    @abc.abstractmethod
-    def _error_info(self, payload: Any) -> tuple[str, str]:
-        """(message, code or type) from an error body; ("", "") if it has neither."""
-
     def _not_found_advice(self) -> str:
         return "Check codeexec.llm.model and codeexec.llm.baseUrl."
 
@@ -324,24 +328,38 @@ class HttpChatModel(abc.ABC):
         api_key = self.api_key()
         headers = self._headers(api_key)
         body = self._body(messages, max_tokens)
-        state = AnswerState()
-        answered = False
         trust_env = not is_local_url(self.base_url)
         async with httpx.AsyncClient(
             timeout=self._timeouts(), trust_env=trust_env, verify=_ssl_context(trust_env)
         ) as client:
-            response = await self._send(client, headers, body, api_key)
-            received = 0
-            try:
-                async for text in self._read(response, state):
-                    received += len(text)
-                    if received > self.max_answer_chars:
-                        raise self._too_long("answer", self.max_answer_chars)
-                    answered = answered or bool(text.strip())
-                    yield text
-            finally:
-                # Also when the cap is hit: closing is what stops the model's server sending.
-                await response.aclose()
+            attempt = 0
+            while True:
+                response, attempt = await self._send(client, headers, body, api_key, attempt)
+                state = AnswerState()
+                received = 0
+                answered = False
+                try:
+                    async for text in self._read(response, state):
+                        received += len(text)
+                        if received > self.max_answer_chars:
+                            raise self._too_long("answer", self.max_answer_chars)
+                        answered = answered or bool(text.strip())
+                        yield text
+                except _StreamFailure as failure:
+                    retryable = failure.retryable
+                    if received:
+                        # The caller has shown part of the answer; a second answer would not
+                        # continue it, so the error is reported rather than retried.
+                        raise retryable.kind(
+                            f"{_sentence(self._where)} {retryable.what} after part of the "
+                            f"answer had arrived. {retryable.advice}"
+                        ) from None
+                    await self._wait_before_retry(retryable, attempt)
+                    continue
+                finally:
+                    # Also when the cap is hit: closing is what stops the model's server sending.
+                    await response.aclose()
+                break
         self._check_complete(state, answered=answered, max_tokens=max_tokens)
 
     async def complete(self, messages: Sequence[ChatMessage], *, max_tokens: int = 2048) -> str:
@@ -377,9 +395,14 @@ class HttpChatModel(abc.ABC):
         )
 
     async def _send(
-        self, client: httpx.AsyncClient, headers: dict[str, str], body: dict[str, Any], key: str
-    ) -> httpx.Response:
-        attempt = 0
+        self,
+        client: httpx.AsyncClient,
+        headers: dict[str, str],
+        body: dict[str, Any],
+        key: str,
+        attempt: int,
+    ) -> tuple[httpx.Response, int]:
+        """The first successful response, and the number of attempts made so far in all."""
         while True:
             attempt += 1
             log.debug("POST %s (model %s, attempt %d)", self.endpoint, self.model, attempt)
@@ -402,56 +425,49 @@ class HttpChatModel(abc.ABC):
                 )
             else:
                 if response.is_success:
-                    return response
+                    return response, attempt
                 retryable = await self._failure(response, key)
-            if attempt > self.retry.max_retries:
-                raise retryable.kind(
-                    f"{_sentence(self._where)} {retryable.what}; gave up after {attempt} "
-                    f"attempts. {retryable.advice}"
-                )
-            wait = retryable.retry_after
-            if wait is None:
-                wait = self.retry.backoff(attempt)
-            elif wait > self.retry.max_retry_after:
-                raise retryable.kind(
-                    f"{_sentence(self._where)} {retryable.what} and asked to retry after "
-                    f"{wait:.0f} s. {retryable.advice}"
-                )
-            log.info(
-                "%s %s; retrying in %.2f s (retry %d of %d)",
-                self.endpoint,
-                retryable.what,
-                wait,
-                attempt,
-                self.retry.max_retries,
+            await self._wait_before_retry(retryable, attempt)
+
+    async def _wait_before_retry(self, retryable: _Retryable, attempt: int) -> None:
+        """Sleep before the next attempt as the server asked (or with backoff); raise the
+        error instead when no retries are left or the server asks for too long a wait."""
+        if attempt > self.retry.max_retries:
+            raise retryable.kind(
+                f"{_sentence(self._where)} {retryable.what}; gave up after {attempt} "
+                f"attempts. {retryable.advice}"
             )
-            await asyncio.sleep(wait)
+        wait = retryable.retry_after
+        if wait is None:
+            wait = self.retry.backoff(attempt)
+        elif wait > self.retry.max_retry_after:
+            raise retryable.kind(
+                f"{_sentence(self._where)} {retryable.what} and asked to retry after "
+                f"{wait:.0f} s. {retryable.advice}"
+            )
+        log.info(
+            "%s %s; retrying in %.2f s (retry %d of %d)",
+            self.endpoint,
+            retryable.what,
+            wait,
+            attempt,
+            self.retry.max_retries,
+        )
+        await asyncio.sleep(wait)
 
     async def _failure(self, response: httpx.Response, key: str) -> _Retryable:
-        """Raise the error for a non-retryable status; describe a retryable one."""
+        """Raise the error for a status that retrying cannot help; describe a retryable one."""
         try:
             raw = await self._read_error_body(response)
         finally:
             await response.aclose()
         status = response.status_code
-        message, code = self._error_message(raw, key)
-        detail = f"HTTP {status}: {message}" if message else f"HTTP {status}"
-        retry_after = parse_retry_after(response.headers)
-        if status == 429 and code != "insufficient_quota":
-            return _Retryable(
-                LlmRateLimited,
-                f"is rate-limiting requests ({detail})",
-                "Wait a minute and try again, or check the rate limits of your plan.",
-                retry_after,
-            )
-        if status >= 500 or status in (408, 409):
-            return _Retryable(
-                LlmUnavailable,
-                f"failed ({detail})",
-                "Try again later; if the server is your own, check its log.",
-                retry_after,
-            )
-        raise self._client_error(response, detail, message, code, key)
+        error = self._read_error_body_text(raw, key)
+        detail = f"HTTP {status}: {error.message}" if error.message else f"HTTP {status}"
+        kind = classify(status, error)
+        if kind.retryable:
+            return self._retryable(kind, detail, parse_retry_after(response.headers))
+        raise self._error(kind, detail, error, key, response.headers.get("location"))
 
     async def _read_error_body(self, response: httpx.Response) -> bytes:
         raw = b""
@@ -466,57 +482,101 @@ class HttpChatModel(abc.ABC):
             pass  # The status alone still tells the user what went wrong.
         return raw
 
-    def _error_message(self, raw: bytes, key: str) -> tuple[str, str]:
+    def _read_error_body_text(self, raw: bytes, key: str) -> ServerError:
         text = raw.decode("utf-8", "replace")
         try:
-            message, code = self._error_info(json.loads(text))
+            payload: Any = json.loads(text)
         except ValueError:
-            message, code = text, ""
-        # Trailing periods would clash with the sentence the message is quoted in.
-        message = " ".join(message.split()).rstrip(".")
-        if len(message) > 300:
-            message = message[:297] + "..."
-        if key and len(key) >= 4:
-            # Some servers echo the key they rejected; the message ends up in the editor.
-            message = message.replace(key, "[REDACTED]")
-        return message, code
+            payload = None
+        return read_error(payload, text, secrets=self._secrets(key))
 
-    def _client_error(
-        self, response: httpx.Response, detail: str, message: str, code: str, key: str
+    @staticmethod
+    def _secrets(key: str) -> tuple[str, ...]:
+        # Some servers echo the key they rejected; the message ends up in the editor.
+        return (key,) if key and len(key) >= 4 else ()
+
+    def _retryable(self, kind: ErrorKind, detail: str, retry_after: float | None) -> _Retryable:
+        if kind is ErrorKind.RATE_LIMIT:
+            return _Retryable(
+                LlmRateLimited,
+                f"is rate-limiting requests ({detail})",
+                "Wait a minute and try again, or check the rate limits of your plan.",
+                retry_after,
+            )
+        if kind is ErrorKind.OVERLOADED:
+            return _Retryable(
+                LlmUnavailable, f"is overloaded ({detail})", "Try again in a moment.", retry_after
+            )
+        return _Retryable(
+            LlmUnavailable,
+            f"failed ({detail})",
+            "Try again later; if the server is your own, check its log.",
+            retry_after,
+        )
+
+    def _error(
+        self,
+        kind: ErrorKind,
+        detail: str,
+        error: ServerError,
+        key: str,
+        location: str | None = None,
     ) -> LlmError:
-        status = response.status_code
-        if status in (401, 403):
+        """The error for a failure that retrying cannot help, saying what to do about it."""
+        where = _sentence(self._where)
+        upstream = (
+            " If the key is right, the gateway's own key for its upstream provider may be the "
+            "one refused: check the gateway's configuration."
+            if error.from_gateway_upstream
+            else ""
+        )
+        if kind is ErrorKind.QUOTA:
+            return LlmQuotaExceeded(
+                f"Your account's quota is used up: {self._where} refused the request ({detail}). "
+                f"Check the plan and billing of the account behind the key in "
+                f"{self.api_key_env}{' (or the gateway’s upstream account)' if upstream else ''};"
+                " retrying will not help until it is topped up."
+            )
+        if kind is ErrorKind.AUTH:
             if not key:
                 return LlmAuthError(
-                    f"{_sentence(self._where)} needs an API key ({detail}), and none was sent "
-                    f"because {self.api_key_env} is not set. {self.key_advice()} to your key."
+                    f"{where} needs an API key ({detail}), and none was sent because "
+                    f"{self.api_key_env} is not set. {self.key_advice()} to your key."
                 )
             return LlmAuthError(
-                f"{_sentence(self._where)} rejected the API key from {self.api_key_env} "
-                f"({detail}). {self.key_advice()} to a valid key."
+                f"{where} rejected the API key from {self.api_key_env} ({detail}). "
+                f"{self.key_advice()} to a valid key.{upstream}"
             )
-        if status == 404:
+        if kind is ErrorKind.MODEL:
             return LlmNotFound(
                 f"Model '{self.model}' was not found at {self.endpoint} ({detail}). "
                 f"{self._not_found_advice()}"
             )
-        if status == 429:
-            return LlmRateLimited(
-                f"{_sentence(self._where)} refused the request because the account is out of "
-                f"quota ({detail}). Check the plan and billing of the key in {self.api_key_env}."
+        if kind is ErrorKind.ROUTE:
+            return LlmNotFound(
+                f"There is no {self.label} API at {self.endpoint} ({detail}), so model "
+                f"'{self.model}' cannot be asked there. Check codeexec.llm.baseUrl: it should be "
+                f"the API root{self._api_root_hint()}."
             )
-        if status in (400, 413, 422) and is_context_error(message, code):
+        if kind is ErrorKind.CONTEXT:
             return self._context_error(detail)
-        if 300 <= status < 400:
-            location = response.headers.get("location", "another address")
+        if kind is ErrorKind.REDIRECT:
             return LlmBadRequest(
-                f"{_sentence(self._where)} redirected the request to {location} ({detail}). "
+                f"{where} redirected the request to {location or 'another address'} ({detail}). "
                 "Set codeexec.llm.baseUrl to the address the server redirects to."
             )
-        return LlmBadRequest(
-            f"{_sentence(self._where)} refused the request ({detail}). "
-            "Check codeexec.llm.model and codeexec.llm.baseUrl."
-        )
+        if kind is ErrorKind.BAD_REQUEST:
+            return LlmBadRequest(
+                f"{where} refused the request ({detail}). "
+                "Check codeexec.llm.model and codeexec.llm.baseUrl."
+            )
+        if kind.retryable:
+            retryable = self._retryable(kind, detail, None)
+            return retryable.kind(f"{where} {retryable.what}. {retryable.advice}")
+        return LlmBadAnswer(f"{where} reported an error while answering ({detail}). Try again.")
+
+    def _api_root_hint(self) -> str:
+        return ""
 
     def _context_error(self, detail: str) -> LlmContextTooLong:
         return LlmContextTooLong(
@@ -617,22 +677,25 @@ class HttpChatModel(abc.ABC):
             f"happening, check that codeexec.llm.baseUrl points at an {self.label}."
         )
 
-    def _stream_error(self, payload: Any) -> LlmError:
-        """The error for an error event that arrived inside a 200 stream."""
-        message, code = self._error_info(payload)
-        message = " ".join(message.split())[:300] or "no details"
-        if is_context_error(message, code):
-            return self._context_error(message)
-        if "overloaded" in code or code in ("api_error", "server_error"):
-            return LlmUnavailable(
-                f"{_sentence(self._where)} failed while answering ({message}). "
-                "Try again in a moment."
-            )
-        if "rate_limit" in code:
-            return LlmRateLimited(
-                f"{_sentence(self._where)} is rate-limiting requests ({message}). "
-                "Wait a minute and try again."
-            )
-        return LlmBadAnswer(
-            f"{_sentence(self._where)} reported an error while answering ({message}). Try again."
-        )
+    def _stream_error(self, payload: Any) -> Exception:
+        """The error for an error event (or error body) that arrived inside a 200 response.
+        A retryable one becomes a _StreamFailure, which `stream()` retries or reports."""
+        error = read_error(payload, secrets=self._secrets(self._current_key()))
+        kind = classify(None, error)
+        status = error.body_status
+        message = error.message or "no details"
+        detail = f"error {status}: {message}" if status else message
+        if kind.retryable:
+            retryable = self._retryable(kind, detail, retry_after_in_message(error.message))
+            if kind is ErrorKind.UNAVAILABLE:
+                retryable = _Retryable(
+                    retryable.kind,
+                    f"failed while answering ({detail})",
+                    "Try again in a moment.",
+                    retryable.retry_after,
+                )
+            return _StreamFailure(retryable)
+        return self._error(kind, detail, error, self._current_key())
+
+    def _current_key(self) -> str:
+        return os.environ.get(self.api_key_env, "").strip()

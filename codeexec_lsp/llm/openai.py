@@ -62,6 +62,9 @@ class OpenAIChatModel(HttpChatModel):
             "API root, which usually ends in /v1."
         )
 
+    def _api_root_hint(self) -> str:
+        return " (for OpenAI-compatible servers it usually ends in /v1)"
+
     def _headers(self, api_key: str) -> dict[str, str]:
         headers = {"Accept": "text/event-stream"}
         if api_key:
@@ -138,22 +141,3 @@ class OpenAIChatModel(HttpChatModel):
             # some servers drop when they close the connection.
             state.finished = True
             state.truncated = reason == "length"
-
-    def _error_info(self, payload: Any) -> tuple[str, str]:
-        # Shapes seen in the wild: OpenAI and llama.cpp {"error": {"message", "type", "code"}},
-        # older Ollama {"error": "..."}, vLLM {"object": "error", "message", "type", "code"}.
-        if not isinstance(payload, dict):
-            return "", ""
-        error = payload.get("error", payload)
-        if isinstance(error, str):
-            return error, ""
-        if not isinstance(error, dict):
-            return "", ""
-        message = error.get("message")
-        code = error.get("code")
-        if not isinstance(code, str) or not code:
-            code = error.get("type")
-        return (
-            message if isinstance(message, str) else "",
-            code if isinstance(code, str) else "",
-        )
