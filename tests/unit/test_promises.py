@@ -9,6 +9,7 @@ promise is broken on purpose (issue 15: found unguarded by mutation testing).
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import sys
@@ -51,7 +52,7 @@ async def run_lines_of(path: Path, document: str, first: int, last: int) -> RunR
 
 
 async def failing_run(path: Path) -> RunResult:
-    path.write_text(BUGGY)
+    await asyncio.to_thread(path.write_text, BUGGY)
     result = await run_lines_of(path, BUGGY, 0, 4)
     assert result.error is not None and result.error.type == "ZeroDivisionError"
     return result
