@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import ipaddress
 import json
+import math
 import os
 import subprocess
 import sys
@@ -21,7 +24,7 @@ from codeexec_lsp.actions.run import build_request
 from codeexec_lsp.api.cli import add_api_arguments, api_command
 from codeexec_lsp.cache import TextCache, user_cache_dir
 from codeexec_lsp.code_context import build_context
-from codeexec_lsp.config import Settings, merge, parse_settings
+from codeexec_lsp.config import EXECUTORS, Settings, merge, parse_settings
 from codeexec_lsp.edits import unified_diff
 from codeexec_lsp.execution import sandbox
 from codeexec_lsp.execution.base import RunRequest
@@ -34,15 +37,46 @@ from codeexec_lsp.logs import configure_logging
 from codeexec_lsp.results import EXIT_CODES, RunResult
 
 USAGE_ERROR = 2
+# What a shell reports for a process ended by SIGPIPE (128 + 13): `cmd | head -1` exits so.
+BROKEN_PIPE_EXIT = 141
 PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git", ".venv")
+TTY_HINT = (
+    "codeexec-lsp: this is a language server: an editor starts it and talks LSP on "
+    "stdin/stdout (see editors/README.md). To try it here: `codeexec-lsp demo` in a clone, "
+    "or `codeexec-lsp run FILE`. Waiting for LSP messages (Ctrl-C to quit)."
+)
+TCP_WARNING = (
+    "codeexec-lsp: WARNING: serving LSP on tcp://{address} without authentication: "
+    "anyone who can connect to this port can run code as {user} on this machine."
+)
 
 
 class UsageError(Exception):
     pass
 
 
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit 2), pointing at --help,
+    instead of the whole usage block followed by the error."""
+
+    def error(self, message: str) -> Any:  # argparse's signature returns NoReturn
+        self.exit(USAGE_ERROR, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected seconds, e.g. 10 or 0.5, got {text!r}"
+        ) from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrorParser(
         prog="codeexec-lsp",
         description="Run, explain and fix Python selections: an LSP server and a CLI.",
     )
@@ -50,7 +84,16 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command")
 
     serve = commands.add_parser("serve", help="serve LSP on stdio (the default) or TCP")
-    serve.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdio")
+    serve.add_argument(
+        "--tcp",
+        metavar="[HOST:]PORT",
+        help="listen on TCP instead of stdio; HOST defaults to 127.0.0.1 (loopback only)",
+    )
+    serve.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --tcp HOST that is not loopback: anyone reaching it can run code",
+    )
     serve.add_argument("--stdio", action="store_true", help="serve on stdio (the default)")
     serve.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
 
@@ -58,8 +101,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("file", type=Path)
     run.add_argument("--lines", metavar="A-B", help="1-based inclusive range (default: all)")
     run.add_argument("--json", action="store_true", help="print one RunResult JSON object")
-    run.add_argument("--executor", help="execution backend: session, local or http")
-    run.add_argument("--timeout", type=float, metavar="S", help="wall-clock limit in seconds")
+    run.add_argument("--executor", choices=EXECUTORS, help="execution backend")
+    run.add_argument(
+        "--timeout", type=_positive_seconds, metavar="S", help="wall-clock limit in seconds"
+    )
     _add_settings_option(run)
 
     explain = commands.add_parser("explain", help="explain lines with the configured model")
@@ -99,17 +144,42 @@ def _add_settings_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _load_settings(option: str | None, overrides: dict[str, Any]) -> Settings:
-    raw: dict[str, Any] = {}
-    if option:
-        text = Path(option).read_text() if Path(option).is_file() else option
+def _read_settings_option(option: str) -> dict[str, Any]:
+    """--settings is a JSON object, or the path of a file holding one. Text that does not
+    start like a JSON object is taken as a path, so a mistyped path says so."""
+    inline = option.lstrip().startswith("{")
+    source = "--settings"
+    text = option
+    if not inline:
+        path = Path(option).expanduser()
+        if not path.exists():
+            raise UsageError(
+                f"--settings {option}: no such file (give a .json file or a JSON object, "
+                """e.g. '{"timeout": 10}')"""
+            )
         try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"--settings is not valid JSON: {exc}") from exc
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--settings {option}: cannot read it: {exc}") from exc
+        source = f"--settings {option}"
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{source} is not valid JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise UsageError(f"{source} must be a JSON object, got {type(raw).__name__}")
+    return raw
+
+
+def _load_settings(option: str | None, overrides: dict[str, Any]) -> Settings:
+    """The settings the CLI runs with. Unlike an editor's settings, where a bad value is a
+    warning and the server keeps serving, a bad value typed on the command line stops the
+    command before anything runs."""
+    raw = _read_settings_option(option) if option else {}
     settings, warnings = parse_settings(merge(raw, overrides))
-    for warning in warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+    if warnings:
+        problems = [warning.split("; using the default", 1)[0] for warning in warnings]
+        raise UsageError("bad setting: " + "; ".join(problems))
     return settings
 
 
@@ -205,11 +275,51 @@ def _mask(name: str | None) -> str:
     return f"{name} ({'set, value hidden' if os.environ.get(name) else 'not set'})"
 
 
+def _probe_problems(report: sandbox.SandboxReport) -> list[str]:
+    """Where the sandbox probe itself failed (as opposed to a layer this machine cannot
+    offer, which the report already explains): its child did not start or did not report."""
+    errors = [
+        note.removeprefix("error:").strip() for note in report.notes if note.startswith("error:")
+    ]
+    for name, layer in (
+        ("processes", report.processes),
+        ("network", report.network),
+        ("filesystem", report.filesystem),
+    ):
+        if not layer.applied and "did not report" in layer.detail:
+            errors.append(f"{name}: {layer.detail}")
+    return errors
+
+
+def _interpreter_version(python: str) -> tuple[str | None, str]:
+    """The interpreter's version, or None and why it could not be started."""
+    try:
+        done = subprocess.run(
+            [python, "-c", "import sys; print(sys.version.split()[0])"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, str(exc)
+    if done.returncode != 0 or not done.stdout.strip():
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return None, f"exit status {done.returncode}: {last}"
+    return done.stdout.strip(), ""
+
+
 def doctor_command(args: argparse.Namespace) -> int:
-    settings = _load_settings(args.settings, {})
+    """Print what a run gets here; exit 1 if any check failed (the last line says which),
+    so scripts and CI can rely on the status."""
+    problems: list[str] = []
+    raw = _read_settings_option(args.settings) if args.settings else {}
+    settings, warnings = parse_settings(raw)
     workspace: Path = args.path.resolve()
     interpreter = find_interpreter(settings.python, workspace)
     print(f"codeexec-lsp {__version__} (server Python {sys.version.split()[0]})")
+    for warning in warnings:
+        print(f"FAILED setting: {warning}")
+        problems.append(warning.split("; using the default", 1)[0])
     print("settings:")
     print(f"  executor        {settings.executor}")
     print(f"  python          {settings.python or '(auto)'}")
@@ -228,35 +338,47 @@ def doctor_command(args: argparse.Namespace) -> int:
     hidden = sorted(name for name in os.environ if looks_secret(name))
     print(f"  hidden from executed code: {', '.join(hidden) or '(no secret-looking variables)'}")
     print(f"interpreter: {interpreter.path} ({interpreter.source})")
-    try:
-        version = subprocess.run(
-            [interpreter.path, "-c", "import sys; print(sys.version.split()[0])"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        ).stdout.strip()
-        print(f"  version {version or 'unknown'}")
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        print(f"  cannot start it: {exc}")
+    version, why = _interpreter_version(interpreter.path)
+    if version is None:
+        print(f"  FAILED: cannot start it: {why}")
+        problems.append(f"the interpreter {interpreter.path} cannot start ({why})")
+    else:
+        print(f"  version {version}")
     print("sandbox (what executed code gets here; see execution/sandbox.py):")
-    for line in sandbox.probe(interpreter.path, str(workspace)).lines():
+    report = sandbox.probe(interpreter.path, str(workspace))
+    for line in report.lines():
         print(line)
+    probe_errors = _probe_problems(report)
+    if probe_errors:
+        print(f"  FAILED: the sandbox probe failed: {'; '.join(probe_errors)}")
+        problems.append("the sandbox probe failed")
     code = snippet.for_lines("1+1\n", str(workspace / "<doctor>"), 0, 0)
     request = replace(build_request(code, settings, workspace), network=settings.network)
     started = time.perf_counter()
     result = asyncio.run(_run_once(settings, request))
     elapsed = (time.perf_counter() - started) * 1000
+    passed = result.status == "ok" and result.value == "2"
+    verdict = "ok" if passed else f"FAILED ({result.status})"
     print(
-        f"test run of 1+1 ({result.executor}): {result.status}, value {result.value}, "
+        f"test run of 1+1 ({result.executor}): {verdict}, value {result.value}, "
         f"{elapsed:.0f} ms round trip (includes starting the interpreter)"
     )
+    if not passed:
+        headline = result.error.headline if result.error else ""
+        problems.append(
+            f"the test run of 1+1 {result.status}: {result.message or headline}".strip()
+        )
     if result.message:
         print(f"  {result.message}")
     print(f"  cwd {request.cwd}; limits applied: {result.extra.get('limits_applied', {})}")
     applied = result.extra.get("sandbox")
     if isinstance(applied, dict):
         print(f"  sandbox applied: {applied.get('summary')}")
-    return 0 if result.status == "ok" and result.value == "2" else 1
+    if problems:
+        print(f"doctor: {len(problems)} problem(s): " + "; ".join(problems))
+        return 1
+    print("doctor: every check passed")
+    return 0
 
 
 def _read_lines(args: argparse.Namespace) -> tuple[str, str, int, int]:
@@ -351,18 +473,69 @@ def demo_command(args: argparse.Namespace) -> int:
     return run_demo(file, lines)
 
 
+def _tcp_address(option: str, allow_remote: bool) -> tuple[str, int]:
+    """`PORT` or `HOST:PORT` (`[::1]:PORT` for IPv6). Loopback unless `allow_remote`: a
+    code-running server must not be reachable from the network by accident."""
+    host, _, port_text = option.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise UsageError(
+            f"--tcp needs PORT or HOST:PORT (e.g. 2087 or 127.0.0.1:2087), got {option!r}"
+        )
+    if not allow_remote and not _is_loopback(host):
+        raise UsageError(
+            f"--tcp {option}: {host} is not a loopback address; anyone who can reach it could "
+            "run code on this machine. Use 127.0.0.1, or add --allow-remote if you mean it"
+        )
+    return host, int(port_text)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def _current_user() -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError, AttributeError):
+        return "this user"
+
+
 def serve_command(args: argparse.Namespace) -> int:
+    tcp = getattr(args, "tcp", None)
+    address = _tcp_address(tcp, getattr(args, "allow_remote", False)) if tcp else None
     configure_logging(verbose=getattr(args, "verbose", False))
     from codeexec_lsp.server import server
 
-    if getattr(args, "tcp", None):
-        host, _, port = args.tcp.rpartition(":")
-        if not port.isdigit():
-            raise UsageError(f"--tcp needs HOST:PORT, got {args.tcp!r}")
-        server.start_tcp(host or "127.0.0.1", int(port))
+    if address is not None:
+        host, port = address
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        print(TCP_WARNING.format(address=shown, user=_current_user()), file=sys.stderr, flush=True)
+        server.start_tcp(host, port)
     else:
+        if sys.stdin.isatty():
+            print(TTY_HINT, file=sys.stderr, flush=True)
         server.start_io()
     return 0
+
+
+def _quiet_on_closed_pipe() -> int:
+    """The reader of our output went away (`codeexec-lsp run … | head -1`): stop quietly as
+    Unix tools do. Point stdout/stderr at /dev/null so the interpreter's final flush cannot
+    raise again, and exit as a process killed by SIGPIPE would look to a shell."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(devnull, stream.fileno())
+    os.close(devnull)
+    return BROKEN_PIPE_EXIT
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -377,10 +550,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     handler = handlers.get(args.command or "serve", serve_command)
     try:
-        return handler(args)
+        status = handler(args)
+        sys.stdout.flush()  # inside the try: a closed pipe shows up here at the latest
+        return status
     except UsageError as exc:
         print(f"codeexec-lsp: {exc}", file=sys.stderr)
         return USAGE_ERROR
+    except BrokenPipeError:
+        return _quiet_on_closed_pipe()
     except KeyboardInterrupt:
         return 130
 

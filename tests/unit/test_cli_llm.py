@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tests.fakes.llm_fixtures import fake_llm_fixture  # noqa: F401
 from tests.fakes.llm_server import Answer, FakeLlmServer
-from tests.unit.test_cli import cli
+from tests.unit.test_cli import cli, closed_pipe_run, head_one_run
 
 BUGGY = "def mean(values):\n    return sum(values) / len(values)\n\n\nprint(mean([]))\n"
 FIXED = BUGGY.replace("):\n", "):\n    if not values:\n        return 0.0\n", 1)
@@ -58,3 +58,38 @@ def test_explain_without_configuration_says_what_to_set(tmp_path: Path) -> None:
     script.write_text("1 + 1\n")
     proc = cli("explain", str(script))
     assert proc.returncode == 1 and "OPENAI_API_KEY" in proc.stderr
+
+
+def test_explain_and_fix_stop_quietly_on_a_closed_pipe(
+    tmp_path: Path, fake_llm: FakeLlmServer
+) -> None:
+    script = tmp_path / "buggy.py"
+    script.write_text(BUGGY)
+    env = {"CODEEXEC_CACHE_DIR": str(tmp_path / "cache")}
+    fake_llm.default = Answer("It divides by zero for an empty list.\n" * 20_000)
+    status, stderr = closed_pipe_run(
+        "explain", str(script), "--settings", settings(fake_llm), env=env
+    )
+    assert status == 141 and "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+    fake_llm.default = Answer(f"Sure:\n```python\n{FIXED}```")
+    status, stderr = closed_pipe_run(
+        "fix", str(script), "--lines", "1-5", "--settings", settings(fake_llm), env=env
+    )
+    assert status == 141 and "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+    assert script.read_text() == BUGGY
+
+
+def test_explain_piped_into_head_exits_without_a_traceback(
+    tmp_path: Path, fake_llm: FakeLlmServer
+) -> None:
+    script = tmp_path / "buggy.py"
+    script.write_text(BUGGY)
+    err = tmp_path / "err.txt"
+    fake_llm.default = Answer("It divides by zero for an empty list.\n" * 20_000)
+    env = {"CODEEXEC_CACHE_DIR": str(tmp_path / "cache"), "ERR": str(err)}
+    status, first, _ = head_one_run(
+        "explain", str(script), "--settings", settings(fake_llm), env=env
+    )
+    assert first == "It divides by zero for an empty list.\n"
+    assert status in (0, 141)
+    assert "Traceback" not in err.read_text() and "BrokenPipe" not in err.read_text()
