@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import enum
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -78,8 +79,10 @@ _OVERLOAD_PHRASES = ("overloaded", "overload")
 _SERVER_NAMES = ("server_error", "api_error", "internal", "service_unavailable", "unavailable")
 # LiteLLM names the exception it raised first, often twice: "litellm.RateLimitError:
 # RateLimitError: OpenAIException - ...". The name is a clue; the prefix is noise to a user.
-_GATEWAY_PREFIX = re.compile(r"^\s*(?:litellm\.)?([A-Za-z]+(?:Error|Exception)):\s*")
-_EXCEPTION_NAME = re.compile(r"\blitellm\.([A-Za-z]+Error)\b")
+_GATEWAY_PREFIX = re.compile(r"^\s*(?:litellm\.(?:[a-z_]+\.)*)?([A-Za-z]+(?:Error|Exception)):\s*")
+_HANDLE_WITH = re.compile(r"\.?\s*Handle with `litellm\.\w+`\.?")
+# "AnthropicException - {"type":"error","error":{...}}": the upstream body, quoted whole.
+_QUOTED_BODY = re.compile(r"(\b[A-Za-z]+Exception - )(\{.*\})", re.DOTALL)
 # "OpenAIException - Incorrect API key" is how a gateway quotes its upstream provider.
 _UPSTREAM_MARK = re.compile(r"\b[A-Za-z]+Exception - |\bupstream\b", re.IGNORECASE)
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
@@ -128,13 +131,12 @@ def read_error(payload: Any, raw_text: str = "", *, secrets: Iterable[str] = ())
     message, names, status = _fields(payload) if payload is not None else (raw_text, [], None)
     for secret in secrets:
         message = message.replace(secret, "[REDACTED]")
-    message = _unwrap_repr(message)
-    names.extend(name.lower() for name in _EXCEPTION_NAME.findall(message))
-    first_name = _GATEWAY_PREFIX.match(message)
-    if first_name:
-        names.append(first_name.group(1).lower())
-    upstream = bool(_UPSTREAM_MARK.search(message))
-    return ServerError(clean_message(message), tuple(names), status, upstream)
+    essential = _essential(_unwrap_repr(message))
+    text, prefix_names = _strip_gateway_prefixes(essential)
+    text, quoted_names = _unquote_upstream_body(text)
+    names.extend(prefix_names + quoted_names)
+    upstream = bool(_UPSTREAM_MARK.search(text))
+    return ServerError(_one_line(text), tuple(names), status, upstream)
 
 
 def _fields(payload: Any) -> tuple[str, list[str], int | None]:
@@ -198,6 +200,12 @@ def clean_message(text: str, limit: int = MESSAGE_LIMIT) -> str:
     fallback report or its stack); dropped: a gateway's repeated `litellm.XError: XError:`
     prefixes. A message that is nothing but a traceback becomes its last line, the exception.
     """
+    text, _ = _strip_gateway_prefixes(_essential(text))
+    text, _ = _unquote_upstream_body(text)
+    return _one_line(text, limit)
+
+
+def _essential(text: str) -> str:
     tb = _TRACEBACK.search(text)
     if tb is not None:
         before = text[: tb.start()]
@@ -206,11 +214,37 @@ def clean_message(text: str, limit: int = MESSAGE_LIMIT) -> str:
         else:
             lines = [line.strip() for line in text[tb.start() :].splitlines() if line.strip()]
             text = lines[-1] if len(lines) > 1 else ""
-    text = _BLANK_LINE.split(text.strip(), maxsplit=1)[0]
-    previous = None
-    while previous != text:
-        previous = text
-        text = _GATEWAY_PREFIX.sub("", text, count=1)
+    return _BLANK_LINE.split(text.strip(), maxsplit=1)[0]
+
+
+def _strip_gateway_prefixes(text: str) -> tuple[str, list[str]]:
+    """The text without `litellm.XError: XError: ` prefixes, and the exception names in them."""
+    names: list[str] = []
+    while True:
+        match = _GATEWAY_PREFIX.match(text)
+        if match is None:
+            break
+        names.append(match.group(1).lower())
+        text = text[match.end() :]
+    return _HANDLE_WITH.sub("", text), names
+
+
+def _unquote_upstream_body(text: str) -> tuple[str, list[str]]:
+    """`XException - {"error": {...}}` becomes `XException - <its message>`, with its names."""
+    match = _QUOTED_BODY.search(text)
+    if match is None:
+        return text, []
+    try:
+        body = json.loads(match.group(2))
+    except ValueError:
+        return text, []
+    message, names, _ = _fields(body)
+    if not message:
+        return text, []
+    return text[: match.start()] + match.group(1) + message, names
+
+
+def _one_line(text: str, limit: int = MESSAGE_LIMIT) -> str:
     # Trailing periods would clash with the sentence the message is quoted in.
     text = " ".join(text.split()).rstrip(".").strip()
     if len(text) > limit:

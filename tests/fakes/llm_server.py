@@ -9,6 +9,15 @@ Replies: `Answer` (streamed as SSE when the request asks for `stream: true`, els
 `unauthorized`, `not_found`, `rate_limited`, `server_error`, `overloaded`, `context_too_long`),
 `Delay`, `Malformed`, `CutShort`, `StreamError`, and `empty()`.
 
+Real servers differ from the reference shapes, and the fake can speak as they do:
+`gateway_answer()` streams as gateways and newer servers do (role merged into the first
+chunk, no `finish_reason`/`logprobs` keys until the end, a usage-only last chunk, no `ping`),
+and the gateway error helpers (`gateway_rate_limited`, `quota_exceeded`,
+`gateway_quota_exceeded`, `gateway_unknown_model`, `gateway_no_db_auth`,
+`gateway_upstream_auth`, `openai_shaped_auth_error`, `route_not_found`,
+`plain_text_server_error`, `overloaded_wrapped_in_500`) send LiteLLM-style bodies: the status
+as text in `code`, wrapped messages with a fallback report and a traceback appended.
+
 Every request is recorded (`server.requests`), and a client that hangs up before its reply is
 complete is noticed (`server.wait_for_disconnect()`), which is how tests see cancellation.
 The server runs in a background thread, so in-process async tests and a language-server
@@ -54,6 +63,16 @@ class Answer:
     gate: threading.Event | None = None
     # Write the stream in pieces of at most this many bytes, to split lines and events.
     fragment: int | None = None
+    # How real servers differ from the reference shape (see `gateway_answer()`):
+    # OpenAI-compatible: the role in the first content chunk instead of a chunk of its own;
+    # chunks that leave out `finish_reason`/`logprobs` until the last; a usage-only last
+    # chunk, as OpenAI sends it (`choices: []`) or as LiteLLM does (`choices: [{"index": 0,
+    # "delta": {}}]`); no closing `data: [DONE]`. Anthropic: no `ping` event.
+    role_in_first_chunk: bool = False
+    sparse_chunks: bool = False
+    usage_chunk: Literal["openai", "litellm"] | None = None
+    done_marker: bool = True
+    ping: bool = True
 
     def pieces(self) -> list[str]:
         if self.chunks is not None:
@@ -104,11 +123,19 @@ class CutShort:
 
 @dataclass(frozen=True)
 class StreamError:
-    """A 200 stream that carries `text`, then an error event (e.g. Anthropic's overloaded)."""
+    """A 200 stream that carries `text`, then an error event (e.g. Anthropic's overloaded), then
+    a clean end of the HTTP body without `[DONE]` / `message_stop`, as servers do.
+
+    OpenAI-compatible servers send `data: {"error": {...}}`, with `code` (a gateway puts the
+    HTTP status there as text, e.g. "429"); Anthropic sends `event: error` unless `payload`
+    gives the exact JSON to send instead."""
 
     text: str = ""
     message: str = "Overloaded"
     error_type: str = "overloaded_error"
+    code: str | None = None
+    payload: Mapping[str, Any] | None = None
+    ping: bool = True
 
 
 Reply = Answer | Status | Delay | Malformed | CutShort | StreamError
@@ -141,6 +168,136 @@ def overloaded() -> Status:
 
 def context_too_long() -> Status:
     return Status(400, kind="context")
+
+
+# What gateways and other real servers send (LiteLLM's proxy, FastAPI-based servers, proxies
+# with plain-text error pages). Each is modelled on a body seen from the real server.
+
+LITELLM_FALLBACK_REPORT = (
+    "\n\nLiteLLM: model group 'm' failed for this request. Received Model Group=m\n"
+    "Available Model Group Fallbacks=None. No fallback was attempted."
+)
+SERVER_TRACEBACK = (
+    "\nTraceback (most recent call last):\n"
+    '  File "/usr/lib/python3.12/site-packages/litellm/proxy/proxy_server.py", line 4123, in '
+    "chat_completion\n    response = await llm_call\n"
+    "litellm.exceptions.RateLimitError: litellm.RateLimitError: upstream said no\n"
+)
+
+
+def gateway_error_body(status: int, message: str, kind: str | None) -> dict[str, Any]:
+    """LiteLLM's error body: OpenAI's shape with the HTTP status as text in `code`."""
+    return {"error": {"message": message, "type": kind, "param": None, "code": str(status)}}
+
+
+def gateway_rate_limited(retry_after: str | None = "0", *, header: str = "retry-after") -> Status:
+    """A 429 as LiteLLM's proxy passes one on: wrapped message, fallback report, traceback,
+    and the provider's Retry-After renamed (`llm_provider-retry-after`, or `-ms`)."""
+    message = (
+        "litellm.RateLimitError: RateLimitError: OpenAIException - Rate limit reached for "
+        "requests. Please try again in 20s." + LITELLM_FALLBACK_REPORT + SERVER_TRACEBACK
+    )
+    headers = {header: retry_after} if retry_after is not None else {}
+    return Status(429, body=gateway_error_body(429, message, "throttling_error"), headers=headers)
+
+
+def quota_exceeded() -> Status:
+    """OpenAI's 429 for an account without credit: retrying cannot help."""
+    return Status(
+        429,
+        body={
+            "error": {
+                "message": "You exceeded your current quota, please check your plan and billing "
+                "details. For more information on this error, read the docs: "
+                "https://platform.openai.com/docs/guides/error-codes/api-errors.",
+                "type": "insufficient_quota",
+                "param": None,
+                "code": "insufficient_quota",
+            }
+        },
+    )
+
+
+def gateway_quota_exceeded() -> Status:
+    """An upstream insufficient_quota as LiteLLM reports it: a 429 named like a rate limit."""
+    message = (
+        "litellm.RateLimitError: RateLimitError: OpenAIException - You exceeded your current "
+        "quota, please check your plan and billing details." + LITELLM_FALLBACK_REPORT
+    )
+    return Status(429, body=gateway_error_body(429, message, "throttling_error"))
+
+
+def gateway_unknown_model(model: str = "no-such-model") -> Status:
+    """LiteLLM's answer for a model it does not route: a 400, not a 404."""
+    message = (
+        f"{{'error': '/chat/completions: Invalid model name passed in model={model}. Call "
+        "`/v1/models` to view available models for your key.'}"
+    )
+    return Status(400, body=gateway_error_body(400, message, "None"))
+
+
+def gateway_no_db_auth() -> Status:
+    """A key the proxy does not know, when the proxy has no database: a 400, not a 401."""
+    return Status(
+        400,
+        body={
+            "error": {
+                "message": "Authentication Error, No connected db.",
+                "type": "auth_error",
+                "param": "None",
+                "code": "400",
+            }
+        },
+    )
+
+
+def gateway_upstream_auth() -> Status:
+    """The gateway's own key for its upstream provider was refused (not the user's key)."""
+    message = (
+        "litellm.AuthenticationError: AuthenticationError: OpenAIException - Incorrect API key "
+        "provided: sk-upstr*****1234. You can find your API key at "
+        "https://platform.openai.com/account/api-keys." + LITELLM_FALLBACK_REPORT
+    )
+    return Status(401, body=gateway_error_body(401, message, "auth_error"))
+
+
+def openai_shaped_auth_error() -> Status:
+    """What a gateway sends on /v1/messages for a bad key: OpenAI's shape, not Anthropic's."""
+    message = "Authentication Error, Invalid proxy server token passed. Received API Key = sk-...x"
+    return Status(401, body=gateway_error_body(401, message, "auth_error"))
+
+
+def route_not_found() -> Status:
+    """FastAPI's 404 for a path it has no route for: the base URL is wrong, not the model."""
+    return Status(404, body={"detail": "Not Found"})
+
+
+def plain_text_server_error() -> Status:
+    """A 500 whose body is a plain-text page (a proxy's, or a server's default)."""
+    return Status(500, body="Internal Server Error")
+
+
+def overloaded_wrapped_in_500() -> Status:
+    """Anthropic's 529 as a gateway passes it on: a 500 whose message carries the 529."""
+    message = (
+        'litellm.InternalServerError: AnthropicException - {"type":"error","error":{"type":'
+        '"overloaded_error","message":"Overloaded"}}. Handle with '
+        "`litellm.InternalServerError`." + LITELLM_FALLBACK_REPORT
+    )
+    return Status(500, body=gateway_error_body(500, message, None))
+
+
+def gateway_answer(text: str = DEFAULT_ANSWER, **options: Any) -> Answer:
+    """An answer in the shape gateways and newer servers stream it (see Answer's fields)."""
+    shape: dict[str, Any] = {
+        "role_in_first_chunk": True,
+        "sparse_chunks": True,
+        "usage_chunk": "litellm",
+        "done_marker": True,
+        "ping": False,
+    }
+    shape.update(options)
+    return Answer(text, **shape)
 
 
 # --- what is recorded -----------------------------------------------------------------------
@@ -550,15 +707,16 @@ class _Responder:
             return
         self.fragment = answer.fragment
         self._start_stream()
-        for event in self._opening():
+        for event in self._opening(answer):
             self._event(event)
         for index, piece in enumerate(answer.pieces()):
-            self._event(self._text_event(piece))
+            role = answer.role_in_first_chunk and index == 0
+            self._event(self._text_event(piece, role=role, sparse=answer.sparse_chunks))
             if index == 0 and answer.gate is not None:
                 self._wait(None, until=answer.gate)
             if answer.chunk_delay:
                 self._wait(answer.chunk_delay)
-        for event in self._closing(answer.truncated):
+        for event in self._closing(answer.truncated, answer):
             self._event(event)
         self._end_stream()
 
@@ -592,7 +750,8 @@ class _Responder:
 
     # SSE events, as (event name or None, JSON payload or raw data)
 
-    def _opening(self) -> list[tuple[str | None, Any]]:
+    def _opening(self, shape: Answer | None = None) -> list[tuple[str | None, Any]]:
+        shape = shape or Answer()
         if self.provider == "anthropic":
             message: dict[str, Any] = {
                 "id": "msg_fake",
@@ -614,20 +773,29 @@ class _Responder:
                         "content_block": {"type": "text", "text": ""},
                     },
                 ),
-                ("ping", {"type": "ping"}),
+                *([("ping", {"type": "ping"})] if shape.ping else []),
             ]
+        if shape.role_in_first_chunk:
+            return []
         return [(None, self._openai_chunk({"role": "assistant", "content": ""}))]
 
-    def _text_event(self, text: str) -> tuple[str | None, Any]:
+    def _text_event(
+        self, text: str, *, role: bool = False, sparse: bool = False
+    ) -> tuple[str | None, Any]:
         if self.provider == "anthropic":
             delta = {"type": "text_delta", "text": text}
             return (
                 "content_block_delta",
                 {"type": "content_block_delta", "index": 0, "delta": delta},
             )
-        return (None, self._openai_chunk({"content": text}))
+        content: dict[str, Any] = {"role": "assistant", "content": text} if role else {}
+        content["content"] = text
+        return (None, self._openai_chunk(content, sparse=sparse))
 
-    def _closing(self, truncated: bool) -> list[tuple[str | None, Any]]:
+    def _closing(
+        self, truncated: bool, shape: Answer | None = None
+    ) -> list[tuple[str | None, Any]]:
+        shape = shape or Answer()
         if self.provider == "anthropic":
             stop = "max_tokens" if truncated else "end_turn"
             return [
@@ -643,16 +811,33 @@ class _Responder:
                 ("message_stop", {"type": "message_stop"}),
             ]
         finish = "length" if truncated else "stop"
-        return [(None, self._openai_chunk({}, finish)), (None, "[DONE]")]
+        events: list[tuple[str | None, Any]] = [
+            (None, self._openai_chunk({}, finish, sparse=shape.sparse_chunks))
+        ]
+        if shape.usage_chunk is not None:
+            usage = self._openai_chunk({}, sparse=True)
+            usage["choices"] = [] if shape.usage_chunk == "openai" else [{"index": 0, "delta": {}}]
+            usage["usage"] = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+            events.append((None, usage))
+        if shape.done_marker:
+            events.append((None, "[DONE]"))
+        return events
 
-    def _openai_chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    def _openai_chunk(
+        self, delta: dict[str, Any], finish: str | None = None, *, sparse: bool = False
+    ) -> dict[str, Any]:
+        choice: dict[str, Any] = {"index": 0, "delta": delta}
+        if not sparse or finish is not None:
+            choice["finish_reason"] = finish
+        if not sparse:
+            choice["logprobs"] = None
         return {
             "id": "chatcmpl-fake",
             "object": "chat.completion.chunk",
             "created": int(time.time()),
             "model": self.model,
             "system_fingerprint": "fp_fake",
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            "choices": [choice],
         }
 
     # failures
@@ -724,19 +909,22 @@ class _Responder:
 
     def _stream_error(self, error: StreamError) -> None:
         self._start_stream()
-        for event in self._opening():
+        for event in self._opening(Answer(ping=error.ping)):
             self._event(event)
         for piece in Answer(error.text).pieces():
             self._event(self._text_event(piece))
-        if self.provider == "anthropic":
+        if error.payload is not None:
+            name = "error" if self.provider == "anthropic" and "type" in error.payload else None
+            self._event((name, dict(error.payload)))
+        elif self.provider == "anthropic":
             payload = {
                 "type": "error",
                 "error": {"type": error.error_type, "message": error.message},
             }
             self._event(("error", payload))
         else:
-            payload = {"error": {"message": error.message, "type": error.error_type, "code": None}}
-            self._event((None, payload))
+            body = {"message": error.message, "type": error.error_type, "code": error.code}
+            self._event((None, {"error": {**body, "param": None}}))
         self._end_stream()
 
     # bytes on the wire
