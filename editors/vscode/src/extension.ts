@@ -8,6 +8,7 @@
 import * as path from "node:path";
 import * as vscode from "vscode";
 import {
+  CancellationToken,
   CloseAction,
   CloseHandlerResult,
   DidChangeConfigurationNotification,
@@ -28,7 +29,14 @@ import { CancellableProgressFeature, isBuiltinProgressFeature } from "./progress
 import { onDidChangeInterpreter, selectedInterpreter } from "./python";
 import { Action, DiagnosticLike, SERVER_COMMANDS, commandArguments, pickDiagnostic } from "./ranges";
 import { ServerCommand, describeCommand, resolveServerCommand, startFailureMessage } from "./serverCommand";
-import { SECTION, didChangeConfigurationPayload, executorOf, toServerSettings } from "./settings";
+import {
+  SECTION,
+  didChangeConfigurationPayload,
+  executorOf,
+  explanationPlacementOf,
+  isExplanationDocument,
+  toServerSettings,
+} from "./settings";
 import { summarizeFix, summarizeRun } from "./summary";
 
 const CLIENT_ID = "codeexec"; // also makes vscode-languageclient honour `codeexec.trace.server`
@@ -39,6 +47,65 @@ function rawSettings(): unknown {
 }
 
 class NotRunningError extends Error {}
+
+/**
+ * vscode-languageclient 9.0.1: when the server exits during `initialize`, its close
+ * handler drops the pending start promise before start() rejects it, so start() resolves
+ * and the rejected promise is left unobserved ("rejected promise not handled" in the
+ * extension host log). start()'s callers still see a failure through isRunning(); this
+ * marks that promise as observed. A no-op if a later version renames the method.
+ */
+function markStartPromiseHandled(client: LanguageClient): void {
+  const internals = client as unknown as { createOnStartPromise?: () => [Promise<void>, ...unknown[]] };
+  const create = internals.createOnStartPromise;
+  if (typeof create !== "function") {
+    return;
+  }
+  internals.createOnStartPromise = function (this: unknown) {
+    const made = create.call(this);
+    made[0].catch(() => undefined);
+    return made;
+  };
+}
+
+/** The server was just tried and did not start; the start-failure message has been shown. */
+class StartFailedError extends NotRunningError {}
+
+/**
+ * The output channel as the language client sees it, remembering the server's own error
+ * output: the client writes the server's stderr with `append` and its own messages with
+ * `appendLine`, so the last line appended is why a server that died said it died.
+ */
+class ErrorTail {
+  private tail = "";
+  readonly channel: vscode.OutputChannel;
+
+  constructor(output: vscode.OutputChannel) {
+    const remember = (text: string) => {
+      this.tail = (this.tail + text).slice(-4000);
+    };
+    this.channel = {
+      get name() {
+        return output.name;
+      },
+      append: (text: string) => {
+        remember(text);
+        output.append(text);
+      },
+      appendLine: (text: string) => output.appendLine(text),
+      replace: (text: string) => output.replace(text),
+      clear: () => output.clear(),
+      show: (...args: unknown[]) => (output.show as (...rest: unknown[]) => void)(...args),
+      hide: () => output.hide(),
+      dispose: () => undefined, // the extension's channel outlives every client
+    };
+  }
+
+  /** The last non-empty line the server wrote to stderr, if any. */
+  last(): string | undefined {
+    return this.tail.split("\n").map((line) => line.trim()).filter(Boolean).pop();
+  }
+}
 
 /** Owns the language client: start, stop, restart, and sending the server's commands. */
 class ServerController implements vscode.Disposable {
@@ -113,6 +180,7 @@ class ServerController implements vscode.Disposable {
       options: { cwd: folder?.uri.fsPath, env: { ...process.env, PYTHONUNBUFFERED: "1" } },
     };
     const activity = this.activity;
+    const serverErrors = new ErrorTail(this.output);
     let client: LanguageClient;
     const clientOptions: LanguageClientOptions = {
       documentSelector: [
@@ -123,7 +191,9 @@ class ServerController implements vscode.Disposable {
       // workspace/configuration answered for section `codeexec`.
       synchronize: { configurationSection: SECTION },
       initializationOptions: () => toServerSettings(rawSettings()),
-      outputChannel: this.output,
+      outputChannel: serverErrors.channel,
+      // A failed initialize is reported by start()'s caller (explainStartFailure), once.
+      initializationFailedHandler: () => false,
       revealOutputChannelOn: RevealOutputChannelOn.Never,
       errorHandler: {
         error: () => ({ action: ErrorAction.Continue }),
@@ -138,6 +208,39 @@ class ServerController implements vscode.Disposable {
           } finally {
             done();
           }
+        },
+        window: {
+          // window/showDocument has no "beside": open explanations where the user chose.
+          showDocument: async (params, next) => {
+            const asRequested = async () => {
+              const result = await next(params, CancellationToken.None);
+              if (result instanceof ResponseError) {
+                throw result;
+              }
+              return result;
+            };
+            const placement = explanationPlacementOf(rawSettings());
+            if (placement === "active" || params.external || !isExplanationDocument(params.uri)) {
+              return asRequested();
+            }
+            try {
+              const uri = client.protocol2CodeConverter.asUri(params.uri);
+              if (placement === "preview") {
+                await vscode.commands.executeCommand("markdown.showPreviewToSide", uri);
+              } else {
+                const document = await vscode.workspace.openTextDocument(uri);
+                await vscode.window.showTextDocument(document, {
+                  viewColumn: vscode.ViewColumn.Beside,
+                  preserveFocus: params.takeFocus === false,
+                  preview: false,
+                });
+              }
+              return { success: true };
+            } catch (error) {
+              this.output.appendLine(`[codeexec] could not open ${params.uri} ${placement}: ${String(error)}`);
+              return asRequested();
+            }
+          },
         },
         workspace: {
           configuration: async (params, token, next) => {
@@ -164,14 +267,39 @@ class ServerController implements vscode.Disposable {
     // swap happens while the base class registers its features, inside the constructor.
     const makeProgress = (owner: LanguageClient) => (this.progress = new CancellableProgressFeature(owner, activity));
     class CodeexecLanguageClient extends LanguageClient {
+      /** Until the server runs, failures go to the log only: the extension says it once, its way. */
+      startingUp = true;
+
       override registerFeature(feature: StaticFeature | DynamicFeature<unknown>): void {
         super.registerFeature(isBuiltinProgressFeature(feature) ? makeProgress(this) : feature);
       }
+
+      override async stop(timeout?: number): Promise<void> {
+        try {
+          await super.stop(timeout);
+        } catch (error) {
+          // The client's own `void this.stop()` after a failed initialize rejects with
+          // "Client is not running and can't be stopped": nobody awaits it, so log it.
+          if (this.isRunning()) {
+            throw error;
+          }
+          this.outputChannel.appendLine(`[codeexec] stopping after a failed start: ${String(error)}`);
+        }
+      }
+
+      override error(message: string, data?: unknown, showNotification: boolean | "force" = true): void {
+        // Without this, a server that dies during start-up also draws the client's own
+        // "Pending response rejected..." and "couldn't create connection to server."
+        super.error(message, data, this.startingUp ? false : showNotification);
+      }
     }
-    client = new CodeexecLanguageClient(CLIENT_ID, CLIENT_NAME, serverOptions, clientOptions);
+    const codeexecClient = new CodeexecLanguageClient(CLIENT_ID, CLIENT_NAME, serverOptions, clientOptions);
+    client = codeexecClient;
     this.client = client;
+    markStartPromiseHandled(codeexecClient);
     client.onDidChangeState((event) => {
       if (event.newState === State.Running) {
+        codeexecClient.startingUp = false;
         this.everRunning = true;
         this.setState("running");
       } else if (event.newState === State.Starting) {
@@ -180,17 +308,27 @@ class ServerController implements vscode.Disposable {
         this.setState("stopped");
       }
     });
+    let failure: unknown;
     try {
       await client.start();
+      // vscode-languageclient 9 resolves start() when the server exits during
+      // `initialize` (its close handler clears the pending start first): only
+      // isRunning() tells a started server from one that is already gone.
+      if (!client.isRunning()) {
+        failure = new Error(serverErrors.last() ?? "it exited during start-up");
+      }
+    } catch (error) {
+      failure = serverErrors.last() ?? error;
+    }
+    if (failure === undefined) {
       this.output.appendLine(`[codeexec] server running (${describeCommand(command)})`);
       return true;
-    } catch (error) {
-      this.output.appendLine(`[codeexec] the server did not start: ${String(error)}`);
-      await this.discardClient();
-      this.setState("stopped");
-      void this.explainStartFailure(command, error);
-      return false;
     }
+    this.output.appendLine(`[codeexec] the server did not start: ${failure instanceof Error ? failure.message : String(failure)}`);
+    await this.discardClient();
+    this.setState("stopped");
+    void this.explainStartFailure(command, failure);
+    return false;
   }
 
   private onClosed(): CloseHandlerResult {
@@ -259,7 +397,9 @@ class ServerController implements vscode.Disposable {
   /** The running client, starting it if needed. */
   async ready(): Promise<LanguageClient> {
     if (!this.client?.isRunning()) {
-      await this.start();
+      if (!(await this.start())) {
+        throw new StartFailedError("the language server did not start (see the log: codeexec: Show Log)");
+      }
     }
     if (!this.client?.isRunning()) {
       throw new NotRunningError("the language server is not running (see the log: codeexec: Show Log)");
@@ -336,6 +476,11 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   context.subscriptions.push(activity.onDidChange(() => status.update()));
 
   const report = (error: unknown) => {
+    if (error instanceof StartFailedError) {
+      // The start-failure message (command, install hint, buttons) is on screen already.
+      output.appendLine(`[codeexec] ${error.message}`);
+      return;
+    }
     if (error instanceof ResponseError) {
       // The server has usually said why already (window/showMessage); keep it quiet.
       output.appendLine(`[codeexec] the server answered with an error: ${error.message}`);

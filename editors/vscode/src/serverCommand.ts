@@ -175,12 +175,28 @@ export function describeCommand(command: Pick<ServerCommand, "command" | "args">
   return [command.command, ...command.args].map((part) => (/[\s"'$]/.test(part) ? JSON.stringify(part) : part)).join(" ");
 }
 
-/** What to tell the user when the server cannot be started or keeps exiting. */
+/** Where the server's source lives (package.json `repository.url`; a test keeps them equal). */
+export const REPOSITORY_URL = "https://github.com/codeexec-lsp/codeexec-lsp.git";
+
+/**
+ * What to tell the user when the server cannot be started, exits during start-up or keeps
+ * exiting: the command tried, why (the last line of its error output), how to install it
+ * (from a clone or the git URL: the package is on no index) and the setting to set.
+ *
+ * The setting is named whatever the cause: in code-server and VS Code's remote hosts the
+ * extension host has the login shell's PATH, not the one VS Code was started from, so a
+ * server installed in a virtualenv is found only through `codeexec.server.command`.
+ */
 export function startFailureMessage(command: ServerCommand, detail?: string): string {
+  const install = `pipx install /path/to/codeexec-lsp (a clone) or pipx install git+${REPOSITORY_URL}`;
+  const example = '["/path/to/.venv/bin/codeexec-lsp"]';
   const how =
     command.kind === "setting"
-      ? "Check the codeexec.server.command setting."
-      : "Install the server (pip install codeexec-lsp) into the selected interpreter or onto PATH, or set codeexec.server.command.";
-  const why = detail ? ` (${detail.trim().split("\n").filter(Boolean).slice(-1)[0] ?? detail.trim()})` : "";
+      ? `Check the codeexec.server.command setting: it must start the server, e.g. ${example}. To install the server: ${install}.`
+      : `Install the server: ${install}; or set codeexec.server.command to its full path, e.g. ${example} ` +
+        "(the extension host searches the PATH of your login shell, which in code-server and remote windows " +
+        "is not the PATH VS Code was started with).";
+  const lastLine = detail?.trim().split("\n").filter(Boolean).slice(-1)[0];
+  const why = lastLine ? ` (${lastLine.trim()})` : "";
   return `codeexec: the language server did not start: ${describeCommand(command)}${why}. ${how}`;
 }

@@ -9,7 +9,7 @@
  * `workspace/configuration` for section `codeexec` and from
  * `workspace/didChangeConfiguration`, and validates each key. What the mapping does:
  *
- * - drops the keys that only the extension reads (`server.*`, `trace.*`);
+ * - drops the keys that only the extension reads (`server.*`, `trace.*`, `explanation.*`);
  * - drops `null`/`undefined` values and empty strings, which mean "unset, use the
  *   server's default" (`codeexec.cpuSeconds: null`, `codeexec.python: ""`): sent as
  *   they are, the server would warn that `null` is not a positive number;
@@ -20,7 +20,7 @@
 export const SECTION = "codeexec";
 
 /** Top-level keys under `codeexec` that configure the extension, not the server. */
-export const CLIENT_ONLY_KEYS: readonly string[] = ["server", "trace"];
+export const CLIENT_ONLY_KEYS: readonly string[] = ["server", "trace", "explanation"];
 
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 export type JsonObject = { [key: string]: JsonValue };
@@ -157,4 +157,24 @@ export function executorOf(raw: unknown): string {
   const settings = toServerSettings(raw);
   const executor = settings.executor;
   return typeof executor === "string" && executor ? executor : "session";
+}
+
+/** Where an explanation document opens (`codeexec.explanation.openIn`). */
+export type ExplanationPlacement = "beside" | "active" | "preview";
+
+export const EXPLANATION_PLACEMENTS: readonly ExplanationPlacement[] = ["beside", "active", "preview"];
+
+/** `codeexec.explanation.openIn` from the raw settings; anything else means the default, beside. */
+export function explanationPlacementOf(raw: unknown): ExplanationPlacement {
+  const value = isPlainObject(raw) && isPlainObject(raw.explanation) ? raw.explanation.openIn : undefined;
+  return EXPLANATION_PLACEMENTS.find((placement) => placement === value) ?? "beside";
+}
+
+/**
+ * Whether a `window/showDocument` request is for one of the server's explanation
+ * documents: a Markdown file the server wrote under its cache dir's
+ * `explanations/documents`. Other documents the server may show open as it asks.
+ */
+export function isExplanationDocument(uri: string): boolean {
+  return /^file:.*\/explanations\/documents\/[^/]+\.md$/.test(uri);
 }

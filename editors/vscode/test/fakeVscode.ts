@@ -195,7 +195,7 @@ export interface Recorded {
   statusTexts: string[];
   statusTooltips: string[];
   statusBarMessages: string[];
-  messages: { level: "info" | "warning" | "error"; text: string }[];
+  messages: { level: "info" | "warning" | "error"; text: string; items: string[] }[];
   progress: string[];
   missing: Set<string>;
   commands: Map<string, (...args: unknown[]) => unknown>;
@@ -224,7 +224,15 @@ function namespace<T extends object>(name: string, known: T, missing: Set<string
   });
 }
 
-export function createFakeVscode(options: { workspaceFolder: string; settings: Record<string, unknown>; documents: FakeDocument[] }) {
+/** Which button the user clicks on a message (undefined: dismissed), for tests of the choices. */
+export type MessageAnswer = (level: "info" | "warning" | "error", text: string, items: string[]) => string | undefined;
+
+export function createFakeVscode(options: {
+  workspaceFolder: string;
+  settings: Record<string, unknown>;
+  documents: FakeDocument[];
+  answer?: MessageAnswer;
+}) {
   const recorded: Recorded = {
     output: [],
     statusTexts: [],
@@ -234,6 +242,14 @@ export function createFakeVscode(options: { workspaceFolder: string; settings: R
     progress: [],
     missing: new Set(),
     commands: new Map(),
+  };
+  const showMessage = (level: "info" | "warning" | "error", text: string, rawItems: unknown[]) => {
+    // Buttons are strings, or MessageItems ({ title }); a leading options object is not one.
+    const items = rawItems
+      .map((item) => (typeof item === "string" ? item : (item as { title?: string } | undefined)?.title))
+      .filter((item): item is string => typeof item === "string");
+    recorded.messages.push({ level, text, items });
+    return options.answer?.(level, text, items);
   };
   const configurationChanged = new EventEmitter<{ affectsConfiguration(section: string): boolean }>();
   const settings = options.settings; // flat, "codeexec.timeout" → value
@@ -335,9 +351,9 @@ export function createFakeVscode(options: { workspaceFolder: string; settings: R
         recorded.statusBarMessages.push(text);
         return new Disposable();
       },
-      showInformationMessage: async (text: string) => void recorded.messages.push({ level: "info", text }),
-      showWarningMessage: async (text: string) => void recorded.messages.push({ level: "warning", text }),
-      showErrorMessage: async (text: string) => void recorded.messages.push({ level: "error", text }),
+      showInformationMessage: async (text: string, ...items: unknown[]) => showMessage("info", text, items),
+      showWarningMessage: async (text: string, ...items: unknown[]) => showMessage("warning", text, items),
+      showErrorMessage: async (text: string, ...items: unknown[]) => showMessage("error", text, items),
       withProgress: async (
         progressOptions: { title?: string },
         task: (progress: { report(value: unknown): void }, token: unknown) => Promise<unknown>,

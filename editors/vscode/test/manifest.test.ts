@@ -13,7 +13,7 @@ import { CLIENT_ONLY_KEYS } from "../src/settings";
 import { EXTENSION_ROOT, ConfigurationProperty, manifest, readRepoFile } from "./helpers";
 
 /** Settings the server is getting right now (another change adds them to config.py). */
-const PENDING_SERVER_KEYS = new Set(["network"]);
+const PENDING_SERVER_KEYS = new Set<string>([]);
 
 /** The settings keys in codeexec_lsp/config.py's _KEYS table, as clients send them. */
 function serverKeys(): string[] | undefined {
@@ -91,7 +91,9 @@ describe("contributed settings", () => {
   it("has the extension's own settings", () => {
     assert.deepEqual(properties["codeexec.server.command"].default, []);
     assert.deepEqual(properties["codeexec.trace.server"].enum, ["off", "messages", "verbose"]);
-    assert.equal(properties["codeexec.network"].default, false);
+    assert.equal(properties["codeexec.network"].default, null); // null: the sandbox profile decides
+    assert.deepEqual(properties["codeexec.sandbox"].enum, ["standard", "strict"]);
+    assert.deepEqual(properties["codeexec.explanation.openIn"].enum, ["beside", "active", "preview"]);
     assert.deepEqual(properties["codeexec.executor"].enum, ["local", "session", "http"]);
     assert.deepEqual(properties["codeexec.llm.provider"].enum, ["openai", "anthropic"]);
   });

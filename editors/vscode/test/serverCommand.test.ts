@@ -181,8 +181,11 @@ describe("describeCommand / startFailureMessage", () => {
     const automatic = { command: "python3", args: ["-m", "codeexec_lsp"], kind: "fallback" as const, source: "python3 on PATH" };
     const message = startFailureMessage(automatic, "Traceback...\nModuleNotFoundError: No module named 'codeexec_lsp'\n");
     assert.match(message, /python3 -m codeexec_lsp \(ModuleNotFoundError: No module named 'codeexec_lsp'\)/);
-    assert.match(message, /pip install codeexec-lsp/);
+    assert.match(message, /pipx install \/path\/to\/codeexec-lsp \(a clone\) or pipx install git\+https:\/\/github\.com\//);
+    assert.match(message, /set codeexec\.server\.command to its full path/);
+    assert.doesNotMatch(message, /pip install codeexec-lsp/); // on no package index
     const configured = { command: "/x", args: [], kind: "setting" as const, source: "setting codeexec.server.command" };
-    assert.match(startFailureMessage(configured), /Check the codeexec\.server\.command setting\./);
+    assert.match(startFailureMessage(configured), /Check the codeexec\.server\.command setting: it must start the server/);
+    assert.doesNotMatch(startFailureMessage(configured), /\(\)/); // no detail, no empty parentheses
   });
 });

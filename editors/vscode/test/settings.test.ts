@@ -5,7 +5,9 @@ import {
   CLIENT_ONLY_KEYS,
   didChangeConfigurationPayload,
   executorOf,
+  explanationPlacementOf,
   flattenSettings,
+  isExplanationDocument,
   nestDotted,
   toServerSettings,
 } from "../src/settings";
@@ -26,7 +28,7 @@ describe("toServerSettings", () => {
       maxOutputBytes: 1000000,
       maxFileMb: 512,
       maxOpenFiles: 1024,
-      network: false,
+      sandbox: "standard", // network: null is left out, so the profile decides
       envPassthrough: [],
       http: { tokenEnv: "CODEEXEC_API_TOKEN" },
       llm: {
@@ -126,5 +128,26 @@ describe("executorOf", () => {
     assert.equal(executorOf({ executor: "http" }), "http");
     assert.equal(executorOf({ executor: "" }), "session");
     assert.equal(executorOf(undefined), "session");
+  });
+});
+
+describe("explanation placement", () => {
+  it("defaults to beside, reads the setting, and ignores values it does not know", () => {
+    assert.equal(explanationPlacementOf(vscodeDefaults()), "beside");
+    assert.equal(explanationPlacementOf({ explanation: { openIn: "active" } }), "active");
+    assert.equal(explanationPlacementOf({ explanation: { openIn: "preview" } }), "preview");
+    assert.equal(explanationPlacementOf({ explanation: { openIn: "left" } }), "beside");
+    assert.equal(explanationPlacementOf(undefined), "beside");
+  });
+
+  it("is the extension's own: not sent to the server", () => {
+    assert.deepEqual(toServerSettings({ explanation: { openIn: "active" }, timeout: 3 }), { timeout: 3 });
+  });
+
+  it("recognizes the server's explanation documents and nothing else", () => {
+    assert.ok(isExplanationDocument("file:///home/me/.cache/codeexec-lsp/explanations/documents/demo-lines-1-4.md"));
+    assert.ok(!isExplanationDocument("file:///home/me/project/README.md"));
+    assert.ok(!isExplanationDocument("https://example.com/explanations/documents/x.md"));
+    assert.ok(!isExplanationDocument("file:///x/explanations/documents/demo.py"));
   });
 });
