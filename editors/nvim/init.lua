@@ -2,7 +2,8 @@
 --
 --   nvim -u editors/nvim/init.lua some_file.py
 --
--- `codeexec-lsp` must be on PATH (e.g. an activated virtualenv with the package installed).
+-- `codeexec-lsp` must be on PATH (e.g. `pipx install .` in the clone, or an activated
+-- virtualenv with the package installed); if it is not, opening a Python file says so.
 -- Select lines, then `gra` (code actions) -> "Run selection", or `<leader>er`;
 -- `K` on a run line shows the output; see editors/nvim/README.md.
 

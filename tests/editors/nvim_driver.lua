@@ -239,6 +239,36 @@ function scenarios.llm_fix_and_explain()
   observed.explain_hover = hover(client, params.first - 1)
 end
 
+--- No `codeexec-lsp` on PATH: the Python buffer opened at start-up gets one warning naming
+--- the command and how to install it. Then a configured command that exits while starting.
+function scenarios.server_cannot_start()
+  local function warnings_about(needle)
+    local found = {}
+    for _, n in ipairs(observed.notifications) do
+      if n.level == vim.log.levels.WARN and n.message:find(needle, 1, true) then
+        table.insert(found, n.message)
+      end
+    end
+    return found
+  end
+  wait_for('a warning about the missing server', function()
+    return #warnings_about('codeexec-lsp') > 0
+  end)
+  observed.client_after_missing = codeexec_client() ~= nil
+  log('second Python buffer: no second warning for the same command')
+  vim.cmd('edit ' .. vim.fn.fnameescape(params.second_file))
+  vim.wait(300)
+  observed.missing_warnings = warnings_about('codeexec-lsp')
+
+  log('a server command that exits during initialize')
+  vim.lsp.config('codeexec', { cmd = params.failing_cmd })
+  vim.cmd('edit ' .. vim.fn.fnameescape(params.third_file))
+  wait_for('a warning about the server that exited', function()
+    return #warnings_about('exited while starting') > 0
+  end)
+  observed.exit_warnings = warnings_about('exited while starting')
+end
+
 function scenarios.commands_and_keymaps()
   local client = wait_attached()
   local maps = {}

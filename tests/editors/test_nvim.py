@@ -375,3 +375,34 @@ def test_fix_with_llm_changes_the_buffer_and_explain_opens_a_document(
     assert any("zéro" in line for line in observed["explanation_lines"])
     assert "zéro" in observed["explain_hover"]
     assert len(fake_llm.model_requests) == 2
+
+
+def test_missing_or_failing_server_is_reported_with_the_command_and_the_fix(
+    tmp_path: Path,
+) -> None:
+    """Neovim started outside the server's virtualenv (no `codeexec-lsp` on PATH): instead of
+    Neovim's silent skip, one warning names the command and how to install it; a command
+    that dies during `initialize` is reported with its status and last stderr line."""
+    project = tmp_path / "project"
+    failing = [
+        sys.executable,
+        "-c",
+        "import sys; sys.stderr.write('codeexec test: pretend pygls is missing\\n'); sys.exit(3)",
+    ]
+    observed, _ = run_nvim(
+        tmp_path,
+        "x = 1\n",
+        "server_cannot_start",
+        env_extra={"PATH": "/usr/bin:/bin"},
+        second_file=str(project / "second.py"),
+        third_file=str(project / "third.py"),
+        failing_cmd=failing,
+    )
+    assert not observed["client_after_missing"]
+    [missing] = observed["missing_warnings"]
+    assert "`codeexec-lsp` is not on the PATH" in missing
+    assert "pipx install" in missing and "cmd = {" in missing
+    [exited] = observed["exit_warnings"]
+    assert sys.executable in exited and "exit status 3" in exited
+    assert "pretend pygls is missing" in exited
+    assert "pipx install" in exited

@@ -16,6 +16,13 @@ return {
   -- Sent with `initialize`; `before_init` below also copies `settings.codeexec` in here
   -- so the first run already uses them.
   init_options = { codeexec = {} },
+  -- A server that dies (while starting or later) is reported with its command and a fix.
+  on_exit = function(code, signal, client_id)
+    local ok, codeexec = pcall(require, 'codeexec')
+    if ok then
+      codeexec.on_exit(code, signal, client_id)
+    end
+  end,
   before_init = function(params, config)
     local from_settings = vim.tbl_get(config.settings or {}, 'codeexec') or {}
     local options = params.initializationOptions

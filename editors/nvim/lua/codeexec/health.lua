@@ -23,9 +23,10 @@ function M.check()
     if exe ~= '' then
       health.ok(('server command: `%s` (%s)'):format(table.concat(cmd, ' '), exe))
     else
-      health.error(('`%s` is not executable'):format(cmd[1]), {
-        'pip install codeexec-lsp (in the environment Neovim sees), or',
-        "vim.lsp.config('codeexec', { cmd = { '/path/to/venv/bin/codeexec-lsp' } })",
+      local why = '`%s` is not executable (not on the PATH Neovim was started with)'
+      health.error(why:format(cmd[1]), {
+        'pipx install /path/to/codeexec-lsp (your clone), or pipx install git+<repository URL>',
+        "vim.lsp.config('codeexec', { cmd = { '/path/to/codeexec-lsp/.venv/bin/codeexec-lsp' } })",
       })
     end
   end

@@ -29,12 +29,134 @@ function M.client(bufnr)
   return vim.lsp.get_clients({ bufnr = bufnr, name = M.name })[1]
 end
 
+-- --- a server that cannot start --------------------------------------------------------
+-- Neovim's vim.lsp.enable silently skips a config whose `cmd` is not executable (it only
+-- writes lsp.log), and says little more than "quit with exit code 1" when the server dies.
+-- The usual cause is Neovim started outside the virtualenv the server was installed in, so
+-- say once, naming the command and how to fix it.
+
+M.install_hint = 'install it with `pipx install /path/to/codeexec-lsp` (your clone) or '
+  .. '`pipx install git+<the repository URL you cloned>`'
+M.cmd_hint = "or point Neovim at an install: vim.lsp.config('codeexec', "
+  .. "{ cmd = { '/path/to/codeexec-lsp/.venv/bin/codeexec-lsp' } })"
+
+local warned_commands = {} ---@type table<string, boolean>
+
+local function server_command()
+  local config = vim.lsp.config[M.name]
+  local cmd = config and config.cmd
+  if type(cmd) == 'table' and type(cmd[1]) == 'string' then
+    return cmd, config
+  end
+end
+
+--- The last line the server wrote to stderr, as Neovim logged it (empty if none).
+local function last_stderr_line(program)
+  local ok, lines = pcall(vim.fn.readfile, vim.lsp.get_log_path(), '', -400)
+  if not ok then
+    return ''
+  end
+  for i = #lines, 1, -1 do
+    local line = lines[i]
+    if line:find('"stderr"', 1, true) and line:find(program, 1, true) then
+      local text = line:match('"stderr"%s+"(.*)"%s*$') or ''
+      text = text:gsub('\\n', '\n'):gsub('\\t', ' '):gsub('\\"', '"')
+      local parts = vim.tbl_filter(function(part)
+        return vim.trim(part) ~= ''
+      end, vim.split(text, '\n'))
+      if #parts > 0 then
+        return vim.trim(parts[#parts]):sub(1, 200)
+      end
+    end
+  end
+  return ''
+end
+
+--- Warn (once per command) when a buffer the `codeexec` config applies to opens and its
+--- command cannot be found, instead of Neovim's silent skip.
+---@param bufnr integer
+function M.check_server(bufnr)
+  if not vim.lsp.is_enabled(M.name) or not api.nvim_buf_is_valid(bufnr) then
+    return
+  end
+  local cmd, config = server_command()
+  if not cmd or vim.bo[bufnr].buftype ~= '' then
+    return
+  end
+  if config.filetypes and not vim.list_contains(config.filetypes, vim.bo[bufnr].filetype) then
+    return
+  end
+  if vim.fn.executable(cmd[1]) == 1 then
+    return
+  end
+  local key = table.concat(cmd, ' ')
+  if warned_commands[key] then
+    return
+  end
+  warned_commands[key] = true
+  local what = cmd[1] == 'codeexec-lsp'
+      and '`codeexec-lsp` is not on the PATH Neovim was started with'
+    or ('`%s` (the cmd set for codeexec) is not an executable'):format(cmd[1])
+  vim.schedule(function()
+    notify(
+      ('cannot start the language server: %s. To fix: %s, %s.'):format(
+        what,
+        M.install_hint,
+        M.cmd_hint
+      ),
+      levels.WARN
+    )
+  end)
+end
+
+--- `on_exit` of the codeexec client (lsp/codeexec.lua): a server that exits with an error,
+--- during `initialize` or later, is reported with the command and what to do.
+---@param code integer
+---@param signal integer
+---@param client_id integer
+function M.on_exit(code, signal, client_id)
+  if code == 0 and (signal == 0 or signal == 15) then
+    return
+  end
+  local client = vim.lsp.get_client_by_id(client_id)
+  local started = client ~= nil and client.initialized == true
+  local cmd = client and type(client.config.cmd) == 'table' and client.config.cmd
+    or server_command()
+    or { 'codeexec-lsp' }
+  vim.schedule(function()
+    local why = code ~= 0 and ('exit status %d'):format(code) or ('signal %d'):format(signal)
+    local said = last_stderr_line(cmd[1])
+    local program = vim.fs.basename(cmd[1])
+    local check = program == 'codeexec-lsp'
+        and (' Check it in a shell: `%s doctor`.'):format(cmd[1])
+      or ''
+    notify(
+      ('the language server `%s` %s (%s)%s.%s To fix: %s, %s; then :CodeexecRestart!. '
+        .. 'Log: :lua vim.cmd.tabedit(vim.lsp.get_log_path())'):format(
+        table.concat(cmd, ' '),
+        started and 'stopped' or 'exited while starting',
+        why,
+        said ~= '' and (': ' .. said) or '',
+        check,
+        M.install_hint,
+        M.cmd_hint
+      ),
+      levels.WARN
+    )
+  end)
+end
+
 local function attached_client(bufnr)
   local client = M.client(bufnr)
   if not client then
+    local cmd = server_command()
     notify(
-      'codeexec-lsp is not attached to this buffer (is `codeexec-lsp` on PATH? '
-        .. 'see :checkhealth codeexec)',
+      ('the language server is not attached to this buffer (is `%s` installed where Neovim '
+        .. 'finds it? To fix: %s, %s; see :checkhealth codeexec)'):format(
+        cmd and cmd[1] or 'codeexec-lsp',
+        M.install_hint,
+        M.cmd_hint
+      ),
       levels.WARN
     )
   end
@@ -517,6 +639,19 @@ function M.register()
     M.restart(cmd.bang)
   end, { bang = true, desc = 'codeexec: restart the session (!: the language server)' })
 
+  api.nvim_create_autocmd('FileType', {
+    group = group,
+    desc = 'codeexec: say so when the server command cannot be found',
+    callback = function(args)
+      M.check_server(args.buf)
+    end,
+  })
+  for _, bufnr in ipairs(api.nvim_list_bufs()) do -- loaded before this ran (lazy-loading)
+    if api.nvim_buf_is_loaded(bufnr) and vim.bo[bufnr].filetype ~= '' then
+      M.check_server(bufnr)
+    end
+  end
+
   -- Buffers the client attached to before this ran (e.g. lazy-loaded plugin).
   for _, client in ipairs(vim.lsp.get_clients({ name = M.name })) do
     for bufnr in pairs(client.attached_buffers or {}) do
@@ -561,6 +696,11 @@ function M.setup(opts)
   M.register()
   if opts.enable ~= false then
     vim.lsp.enable(M.name)
+    for _, bufnr in ipairs(api.nvim_list_bufs()) do
+      if api.nvim_buf_is_loaded(bufnr) then
+        M.check_server(bufnr)
+      end
+    end
   end
 end
 
