@@ -39,7 +39,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 Provider = Literal["openai", "anthropic"]
 DEFAULT_ANSWER = "This is the fake model's default answer."
@@ -227,24 +227,30 @@ def gateway_quota_exceeded() -> Status:
     return Status(429, body=gateway_error_body(429, message, "throttling_error"))
 
 
-def gateway_unknown_model(model: str = "no-such-model") -> Status:
-    """LiteLLM's answer for a model it does not route: a 400, not a 404."""
+def gateway_unknown_model(model: str = "no-such-model", *, as_repr: bool = False) -> Status:
+    """LiteLLM's answer for a model it does not route: a 400, not a 404 (1.108's body; older
+    versions sent the message as a Python dict's repr, `as_repr`)."""
     message = (
-        f"{{'error': '/chat/completions: Invalid model name passed in model={model}. Call "
-        "`/v1/models` to view available models for your key.'}"
+        f"/chat/completions: Invalid model name passed in model={model}. Call `/v1/models` to "
+        "view available models for your key."
     )
-    return Status(400, body=gateway_error_body(400, message, "None"))
+    if as_repr:
+        return Status(400, body=gateway_error_body(400, repr({"error": message}), "None"))
+    body = gateway_error_body(400, message, "invalid_request_error")
+    body["error"]["provider_specific_fields"] = {"error": message}
+    return Status(400, body=body)
 
 
 def gateway_no_db_auth() -> Status:
-    """A key the proxy does not know, when the proxy has no database: a 400, not a 401."""
+    """A key the proxy does not know, when the proxy has no database: a 400, not a 401
+    (LiteLLM 1.108's exact body)."""
     return Status(
         400,
         body={
             "error": {
-                "message": "Authentication Error, No connected db.",
-                "type": "auth_error",
-                "param": "None",
+                "message": "No connected db.",
+                "type": "no_db_connection",
+                "param": None,
                 "code": "400",
             }
         },
@@ -329,6 +335,8 @@ class FakeLlmServer:
         self.default: Reply | None = default if default is not None else Answer()
         # When set, requests without this key (Bearer or x-api-key) get the provider's 401.
         self.require_key = require_key
+        # What GET /v1/models lists and GET /v1/models/{name} knows.
+        self.models: list[str] = ["fake-model"]
         self._script: collections.deque[Reply] = collections.deque()
         self._requests: list[RecordedRequest] = []
         self._changed = threading.Condition()
@@ -487,14 +495,27 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # Tests read `requests`; access lines would only clutter their output.
 
     def do_GET(self) -> None:
-        path = urlsplit(self.path).path
+        fake = self.server.fake
+        path = urlsplit(self.path).path.rstrip("/")
         headers = {k.lower(): v for k, v in self.headers.items()}
-        self.server.fake._record(RecordedRequest("GET", path, headers, None, None))
-        if path.rstrip("/") in ("/v1/models", "/models"):
-            model = {"id": "fake-model", "object": "model", "type": "model", "owned_by": "fake"}
-            self._send_json(200, {"object": "list", "data": [model], "has_more": False})
-        else:
+        fake._record(RecordedRequest("GET", path, headers, None, None))
+        provider: Provider = "anthropic" if "anthropic-version" in headers else "openai"
+        listing = path in ("/v1/models", "/models")
+        one = re.fullmatch(r"(?:/v1)?/models/(.+)", path)
+        if not listing and one is None:
             self._send_raw(404, b"404 page not found", "text/plain; charset=utf-8")
+        elif fake.require_key is not None and _sent_key(headers) != fake.require_key:
+            self._send_json(401, error_body(provider, Status(401), "fake-model"))
+        elif listing:
+            data = [_model_object(name) for name in fake.models]
+            self._send_json(200, {"object": "list", "data": data, "has_more": False})
+        else:
+            assert one is not None
+            name = unquote(one.group(1))
+            if name in fake.models:
+                self._send_json(200, _model_object(name))
+            else:
+                self._send_json(404, error_body(provider, Status(404), name))
 
     def do_POST(self) -> None:
         fake = self.server.fake
@@ -542,6 +563,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
+
+
+def _model_object(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "type": "model", "owned_by": "fake"}
 
 
 def _sent_key(headers: Mapping[str, str]) -> str | None:
