@@ -81,10 +81,11 @@ _SERVER_NAMES = ("server_error", "api_error", "internal", "service_unavailable",
 # RateLimitError: OpenAIException - ...". The name is a clue; the prefix is noise to a user.
 _GATEWAY_PREFIX = re.compile(r"^\s*(?:litellm\.(?:[a-z_]+\.)*)?([A-Za-z]+(?:Error|Exception)):\s*")
 _HANDLE_WITH = re.compile(r"\.?\s*Handle with `litellm\.\w+`\.?")
-# "AnthropicException - {"type":"error","error":{...}}": the upstream body, quoted whole.
-_QUOTED_BODY = re.compile(r"(\b[A-Za-z]+Exception - )(\{.*\})", re.DOTALL)
+# "AnthropicException - {"type":"error",...}" (or "AnthropicError - b'{...}'"): the upstream
+# body, quoted whole, sometimes as a Python bytes literal.
+_QUOTED_BODY = re.compile(r"(\b[A-Za-z]+(?:Exception|Error) - )b?'?(\{.*\})'?", re.DOTALL)
 # "OpenAIException - Incorrect API key" is how a gateway quotes its upstream provider.
-_UPSTREAM_MARK = re.compile(r"\b[A-Za-z]+Exception - |\bupstream\b", re.IGNORECASE)
+_UPSTREAM_MARK = re.compile(r"\b[A-Za-z]+(?:Exception|Error) - |\bupstream\b", re.IGNORECASE)
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
 _TRACEBACK = re.compile(r"Traceback \(most recent call last\)|(?m:^\s*Traceback\b)")
 _TRY_AGAIN = re.compile(

@@ -257,14 +257,28 @@ def gateway_no_db_auth() -> Status:
     )
 
 
-def gateway_upstream_auth() -> Status:
-    """The gateway's own key for its upstream provider was refused (not the user's key)."""
+def gateway_upstream_auth(provider: Provider = "openai") -> Status:
+    """The gateway's own key for its upstream provider was refused (not the user's key), as
+    LiteLLM 1.108 reports it on /v1/chat/completions ("openai") or /v1/messages."""
+    if provider == "anthropic":
+        upstream = json.dumps(error_body("anthropic", Status(401), "m"))
+        message = f"litellm.AuthenticationError: AnthropicException - {upstream}"
+        return Status(
+            401,
+            body={
+                "type": "error",
+                "error": {
+                    "type": "authentication_error",
+                    "message": message + LITELLM_FALLBACK_REPORT,
+                },
+            },
+        )
     message = (
         "litellm.AuthenticationError: AuthenticationError: OpenAIException - Incorrect API key "
-        "provided: sk-upstr*****1234. You can find your API key at "
-        "https://platform.openai.com/account/api-keys." + LITELLM_FALLBACK_REPORT
+        "provided. You can find your API key at https://platform.openai.com/account/api-keys."
+        + LITELLM_FALLBACK_REPORT
     )
-    return Status(401, body=gateway_error_body(401, message, "auth_error"))
+    return Status(401, body=gateway_error_body(401, message, "authentication_error"))
 
 
 def openai_shaped_auth_error() -> Status:
@@ -283,14 +297,24 @@ def plain_text_server_error() -> Status:
     return Status(500, body="Internal Server Error")
 
 
-def overloaded_wrapped_in_500() -> Status:
-    """Anthropic's 529 as a gateway passes it on: a 500 whose message carries the 529."""
-    message = (
-        'litellm.InternalServerError: AnthropicException - {"type":"error","error":{"type":'
-        '"overloaded_error","message":"Overloaded"}}. Handle with '
-        "`litellm.InternalServerError`." + LITELLM_FALLBACK_REPORT
+def overloaded_wrapped_in_500(provider: Provider = "openai") -> Status:
+    """Anthropic's 529 as LiteLLM 1.108 passes it on: a 500 quoting the upstream body, as a
+    bytes literal on /v1/chat/completions ("openai") or as JSON text on /v1/messages."""
+    upstream = json.dumps(error_body("anthropic", Status(529), "m"))
+    if provider == "anthropic":
+        message = f"litellm.InternalServerError: AnthropicError - {upstream}"
+        return Status(
+            500,
+            body={
+                "type": "error",
+                "error": {"type": "api_error", "message": message + LITELLM_FALLBACK_REPORT},
+            },
+        )
+    message = f"litellm.InternalServerError: AnthropicError - b'{upstream}'"
+    return Status(
+        500,
+        body=gateway_error_body(500, message + LITELLM_FALLBACK_REPORT, "internal_server_error"),
     )
-    return Status(500, body=gateway_error_body(500, message, None))
 
 
 def gateway_answer(text: str = DEFAULT_ANSWER, **options: Any) -> Answer:
