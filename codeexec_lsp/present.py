@@ -2,6 +2,11 @@
 
 Results count columns in code points; the client may count UTF-16 or UTF-8 units, so every
 column goes through `client_column` with the negotiated position encoding.
+
+Everything the code produced (output, values, exception type and message, traceback, file and
+function names) is text chosen by the code: it is clipped here again (a diagnostic of at most
+a few KB; the hover shows more, with a count of what was cut), and in hover Markdown it is
+fenced or escaped, so a link, a remote image or HTML in an exception never renders live.
 """
 
 from __future__ import annotations
@@ -18,6 +23,12 @@ from codeexec_lsp.run_history import RunRecord
 SOURCE = "codeexec"
 HINT_MAX_CHARS = 40
 HOVER_MAX_CHARS = 4000
+DIAGNOSTIC_MAX_CHARS = 2000
+FRAME_NAME_MAX_CHARS = 200
+# Every ASCII punctuation character may be backslash-escaped in CommonMark (and in marked, VS
+# Code's parser); escaping them all (but `/`, which means nothing alone) also breaks bare-URL
+# autolinks (`https\://`, `www\.`).
+_MARKDOWN_PUNCTUATION = re.compile(r"([!-.:-@\[-`{-~])")
 
 
 def _line_text(lines: Sequence[str], line: int) -> str:
@@ -81,8 +92,12 @@ def diagnostics(
             if result.status == "error"
             else lsp.DiagnosticSeverity.Warning
         )
-        code = error.type if error else {"timeout": "TimeoutError"}.get(result.status, "Limit")
-        message = error.headline if error else (result.message or result.status)
+        code = (
+            _clip_middle(error.type, FRAME_NAME_MAX_CHARS)
+            if error
+            else {"timeout": "TimeoutError"}.get(result.status, "Limit")
+        )
+        message = diagnostic_message(error.headline if error else (result.message or result.status))
         related = _related(uri, record, lines, encoding) if related_information else None
         found.append(
             lsp.Diagnostic(
@@ -109,7 +124,8 @@ def _related(
     return [
         lsp.DiagnosticRelatedInformation(
             location=lsp.Location(uri=uri, range=_line_range(lines, frame.line - 1, encoding)),
-            message=f"called from {frame.name} (line {frame.line})",
+            message=f"called from {_clip_middle(frame.name, FRAME_NAME_MAX_CHARS)} "
+            f"(line {frame.line})",
         )
         for frame in callers
     ]
@@ -130,6 +146,38 @@ def _clip(text: str, limit: int = HOVER_MAX_CHARS) -> str:
     return text[:limit] + f"\n… ({len(text) - limit:,} more characters)"
 
 
+def _clip_middle(text: str, limit: int) -> str:
+    """Head and tail within `limit` characters, with the count cut between them."""
+    if len(text) <= limit:
+        return text
+    head = limit // 2
+    tail = limit - head
+    return f"{text[:head]} … ({len(text) - limit:,} more characters) … {text[-tail:]}"
+
+
+def diagnostic_message(text: str) -> str:
+    """A diagnostic's message: plain text of at most about DIAGNOSTIC_MAX_CHARS; editors
+    show it inline and in lists, where megabytes would freeze them. Hover shows more."""
+    if len(text) <= DIAGNOSTIC_MAX_CHARS:
+        return text
+    cut = len(text) - DIAGNOSTIC_MAX_CHARS
+    return f"{text[:DIAGNOSTIC_MAX_CHARS]}… ({cut:,} more characters; hover for more)"
+
+
+def _code_span(text: str) -> str:
+    """`text` as inline code: literal in every Markdown parser, no autolink either."""
+    text = " ".join(text.splitlines())
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    ticks = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}"
+
+
+def escape_markdown(text: str) -> str:
+    """`text` shown literally in Markdown: no emphasis, link, image, HTML or autolink."""
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", text)
+
+
 def hover_markdown(record: RunRecord) -> str:
     result = record.result
     status = {
@@ -140,9 +188,11 @@ def hover_markdown(record: RunRecord) -> str:
         "cancelled": "was cancelled",
         "internal": "could not run",
     }[result.status]
-    parts = [f"**codeexec** · {record.label} {status} · {result.duration_ms:.0f} ms"]
+    label = escape_markdown(record.label)
+    parts = [f"**codeexec** · {label} {status} · {result.duration_ms:.0f} ms"]
     if result.message:
-        parts.append(result.message)
+        # Ours, but it may quote what the interpreter printed while failing to start.
+        parts.append(escape_markdown(_clip(result.message)))
     if result.stdout:
         parts.append(_fence(_clip(result.stdout)))
     if result.stderr:
@@ -150,10 +200,11 @@ def hover_markdown(record: RunRecord) -> str:
     if result.value is not None:
         parts.append("→ " + _fence(_clip(result.value), "python"))
     if result.error is not None and result.status == "error":
-        where = f" (line {result.error.line})" if result.error.line else ""
-        parts.append(f"**{result.error.headline}**{where}")
+        where = f" at line {result.error.line}" if result.error.line else ""
+        # The type and message are the code's text: fenced, never live Markdown.
+        parts.append(f"**Exception**{where}:\n" + _fence(_clip(result.error.headline)))
         if result.error.traceback:
-            parts.append(_fence(_clip(result.error.traceback), "pytb"))
+            parts.append(_fence(_clip_traceback(result.error.traceback), "pytb"))
     if result.truncated:
         parts.append("_Output truncated to the head and tail (codeexec.maxOutputBytes)._")
     if not (result.stdout or result.stderr or result.value is not None or result.error):
@@ -162,12 +213,23 @@ def hover_markdown(record: RunRecord) -> str:
     if isinstance(sandbox, dict) and sandbox.get("summary"):
         # What confined this run, e.g. "network off · writes limited to the workspace ...";
         # a missing layer is marked ⚠ rather than left out.
-        parts.append(f"_{sandbox['summary']}_")
+        parts.append(f"_{escape_markdown(str(sandbox['summary']))}_")
     where = f"{result.executor} · {result.interpreter}" if result.interpreter else result.executor
     if result.cwd:
         where += f" · cwd {result.cwd}"
-    parts.append(f"_{where}_")
+    # Paths are the user's (a folder may be named `[x](y)`): a code span shows them as they are.
+    parts.append(_code_span(where))
     return "\n\n".join(parts)
+
+
+def _clip_traceback(text: str, limit: int = HOVER_MAX_CHARS) -> str:
+    """A traceback's first lines say where the call began, its last ones what was raised."""
+    if len(text) <= limit:
+        return text
+    head = limit // 4
+    tail = limit - head
+    cut = len(text) - limit
+    return f"{text[:head]}\n… ({cut:,} more characters) …\n{text[-tail:]}"
 
 
 def explanation_markdown(markdown: str) -> str:
@@ -178,7 +240,8 @@ def explanation_markdown(markdown: str) -> str:
 
 
 def _shorten(text: str, limit: int = HINT_MAX_CHARS) -> str:
-    text = " ".join(text.split())
+    # Cut first: a hint of 40 characters need not split a message of megabytes.
+    text = " ".join(text[: limit * 8].split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -11,6 +11,13 @@ from typing import Any, Literal
 
 from codeexec_lsp.execution.base import Limits, RunRequest
 from codeexec_lsp.execution.capture import BoundedCapture
+from codeexec_lsp.execution.runner import (
+    MAX_MESSAGE_CHARS,
+    MAX_NAME_CHARS,
+    MAX_TRACEBACK_CHARS,
+    clip,
+    clip_frames,
+)
 from codeexec_lsp.results import ErrorInfo, Frame, RunResult, Status
 
 StopReason = Literal["timeout", "cancelled", "output", "processes"]
@@ -183,27 +190,29 @@ def looks_like_refused_fork(error: ErrorInfo | None) -> bool:
 
 
 def error_from_json(data: dict[str, Any] | None) -> ErrorInfo | None:
+    """The child's `error` object. Clipped again as the runner clips it: the child's result
+    channel is reachable by the code it runs, so what arrives may not be what runner.py sent."""
     if not data:
         return None
     frames = tuple(
         Frame(
-            file=str(frame.get("file", "")),
+            file=clip(str(frame.get("file", "")), MAX_NAME_CHARS),
             line=int(frame.get("line") or 0),
-            name=str(frame.get("name", "")),
+            name=clip(str(frame.get("name", "")), MAX_NAME_CHARS),
             column=frame.get("column"),
             end_line=frame.get("end_line"),
             end_column=frame.get("end_column"),
         )
-        for frame in data.get("frames", [])
+        for frame in clip_frames(list(data.get("frames", [])))
     )
     return ErrorInfo(
-        type=str(data.get("type", "Exception")),
-        message=str(data.get("message", "")),
+        type=clip(str(data.get("type", "Exception")), MAX_NAME_CHARS),
+        message=clip(str(data.get("message", "")), MAX_MESSAGE_CHARS),
         line=data.get("line"),
         column=data.get("column"),
         end_line=data.get("end_line"),
         end_column=data.get("end_column"),
-        traceback=str(data.get("traceback", "")),
+        traceback=clip(str(data.get("traceback", "")), MAX_TRACEBACK_CHARS),
         frames=frames,
     )
 

@@ -29,6 +29,12 @@ from typing import Any
 RUNNER_FILE = os.path.abspath(__file__)
 CO_COROUTINE = 0x0080  # inspect.CO_COROUTINE, without importing inspect at start-up
 MAX_VALUE_CHARS = 100_000
+# An exception's text comes from the code and can be any size (`raise ValueError("x" * 10**7)`);
+# it travels to the server, into diagnostics and hovers, so it is clipped here, at the source.
+MAX_MESSAGE_CHARS = 10_000
+MAX_TRACEBACK_CHARS = 50_000
+MAX_NAME_CHARS = 500  # a type, function or file name (type("x" * 10**6, ...) is legal)
+MAX_FRAMES = 100  # the outermost quarter and the innermost rest are kept
 NO_INPUT_MESSAGE = (
     "input() is not available: code run by codeexec has no standard input. "
     "Assign the value in the code instead."
@@ -186,8 +192,40 @@ def _type_name(exc: BaseException) -> str:
 RUNNER_MODULE_NAME = __name__
 
 
+def clip(text: str, limit: int) -> str:
+    """`text` within about `limit` characters: its head and tail, and how much was cut
+    between them (the end of a traceback or message says the most, its start says where)."""
+    if len(text) <= limit:
+        return text
+    head = limit // 2
+    tail = limit - head
+    omitted = len(text) - head - tail
+    return text[:head] + "\n… [" + format(omitted, ",") + " characters omitted] …\n" + text[-tail:]
+
+
+def clip_frames(frames: list[dict[str, Any]], limit: int = MAX_FRAMES) -> list[dict[str, Any]]:
+    """At most `limit` frames: where the call started and, above all, where it ended."""
+    if len(frames) <= limit:
+        return frames
+    outer = limit // 4
+    return frames[:outer] + frames[len(frames) - (limit - outer) :]
+
+
+def _message(exc: BaseException) -> str:
+    """str(exc) and its notes (add_note), one per line; a broken __str__ does not lose the run."""
+    try:
+        message = str(exc)
+    except Exception as failure:
+        message = "<str() failed: " + type(failure).__name__ + ">"
+    notes = getattr(exc, "__notes__", None)
+    if isinstance(notes, (list, tuple)):
+        message = "\n".join([message, *(note for note in notes if isinstance(note, str))])
+    return clip(message, MAX_MESSAGE_CHARS)
+
+
 def describe_exception(exc: BaseException, filename: str) -> dict[str, Any]:
-    """The RunResult `error` object for `exc`, located in `filename` (the document)."""
+    """The RunResult `error` object for `exc`, located in `filename` (the document); its
+    texts are clipped (MAX_* above), so the result stays small whatever the code raised."""
     if isinstance(exc, SyntaxError) and exc.filename == filename and exc.lineno:
         return _describe_syntax_error(exc, filename)
     tb = _trim_to_user_frames(exc.__traceback__, filename)
@@ -196,9 +234,9 @@ def describe_exception(exc: BaseException, filename: str) -> dict[str, Any]:
     frames = []
     for summary in summaries:
         frame: dict[str, Any] = {
-            "file": summary.filename,
+            "file": clip(summary.filename, MAX_NAME_CHARS),
             "line": summary.lineno,
-            "name": summary.name,
+            "name": clip(summary.name, MAX_NAME_CHARS),
         }
         if summary.filename == filename and summary.lineno is not None:
             colno = getattr(summary, "colno", None)
@@ -215,14 +253,14 @@ def describe_exception(exc: BaseException, filename: str) -> dict[str, Any]:
     here = next((f for f in reversed(frames) if f["file"] == filename), None)
     text = "".join(traceback.format_exception(type(exc), exc, tb))
     return {
-        "type": _type_name(exc),
-        "message": str(exc),
+        "type": clip(_type_name(exc), MAX_NAME_CHARS),
+        "message": _message(exc),
         "line": here["line"] if here else None,
         "column": here.get("column") if here else None,
         "end_line": here.get("end_line") if here else None,
         "end_column": here.get("end_column") if here else None,
-        "traceback": text,
-        "frames": frames,
+        "traceback": clip(text, MAX_TRACEBACK_CHARS),
+        "frames": clip_frames(frames),
     }
 
 
@@ -234,13 +272,13 @@ def _describe_syntax_error(exc: SyntaxError, filename: str) -> dict[str, Any]:
     end_column = end_offset - 1 if end_offset and end_line else None
     text = "".join(traceback.format_exception_only(type(exc), exc))
     return {
-        "type": type(exc).__name__,
-        "message": exc.msg,
+        "type": clip(type(exc).__name__, MAX_NAME_CHARS),
+        "message": clip(str(exc.msg), MAX_MESSAGE_CHARS),
         "line": line,
         "column": column,
         "end_line": end_line if end_column is not None else None,
         "end_column": end_column,
-        "traceback": text,
+        "traceback": clip(text, MAX_TRACEBACK_CHARS),
         "frames": [{"file": filename, "line": line, "name": "<module>", "column": column}],
     }
 

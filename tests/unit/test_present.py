@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import re
+
+import pytest
 from lsprotocol import types as lsp
 
 from codeexec_lsp import present
@@ -62,3 +65,95 @@ def test_hover_shows_output_value_and_traceback_safely_fenced() -> None:
     markdown = present.hover_markdown(RunRecord(0, 1, result, "lines 1–2", "/p/a.py"))
     assert "````text\n```\nhi\n````" in markdown
     assert "→ ```python\n3\n```" in markdown and "/usr/bin/python3" in markdown
+
+
+# --- what the code raised: small diagnostics, clipped hovers, no live Markdown ------------------
+
+HOSTILE = (
+    "[click me](http://evil.example/steal) ![pixel](http://evil.example/p.png) "
+    "<img src=http://evil.example/i.png> <b>bold</b> https://evil.example/bare www.evil.example "
+    "**loud** `code` ```\n# heading\n<script>alert(1)</script>"
+)
+
+
+def raised(type_name: str, message: str, traceback: str = "") -> RunRecord:
+    error = ErrorInfo(type_name, message, line=1, column=0, traceback=traceback)
+    return RunRecord(0, 0, RunResult(status="error", error=error), "line 1", "/p/a.py")
+
+
+def test_a_huge_exception_gives_a_small_diagnostic_and_a_clipped_hover_with_counts() -> None:
+    message = "x" * 8_000_000
+    record = raised("ValueError", message, "Traceback ...\n" + "ValueError: " + message + "END")
+    [diagnostic] = present.diagnostics(
+        "file:///p/a.py", [record], ["raise ValueError()\n"], "utf-16"
+    )
+    assert diagnostic.message.startswith("ValueError: xxx")
+    assert len(diagnostic.message) <= present.DIAGNOSTIC_MAX_CHARS + 100
+    assert f"{8_000_012 - present.DIAGNOSTIC_MAX_CHARS:,} more characters" in diagnostic.message
+    markdown = present.hover_markdown(record)
+    assert len(markdown) < 3 * present.HOVER_MAX_CHARS
+    assert f"{8_000_012 - present.HOVER_MAX_CHARS:,} more characters" in markdown  # headline
+    assert "Traceback ..." in markdown and "xxxEND" in markdown  # traceback: head and tail
+    assert len(present.hint_label(record.result)) <= present.HINT_MAX_CHARS
+
+
+def test_huge_type_and_frame_names_stay_small_in_a_diagnostic() -> None:
+    error = ErrorInfo(
+        "T" * 1_000_000,
+        "m",
+        line=2,
+        frames=(Frame("/p/a.py", 1, "f" * 1_000_000), Frame("/p/a.py", 2, "g")),
+    )
+    record = RunRecord(0, 1, RunResult(status="error", error=error), "lines 1–2", "/p/a.py")
+    [diagnostic] = present.diagnostics("file:///p/a.py", [record], ["a\n", "b\n"], "utf-16")
+    assert isinstance(diagnostic.code, str) and len(diagnostic.code) <= 400
+    assert len(diagnostic.message) <= present.DIAGNOSTIC_MAX_CHARS + 100
+    [related] = diagnostic.related_information or []
+    assert len(related.message) <= 400 and related.message.endswith("(line 1)")
+
+
+def _outside_fences(markdown: str) -> str:
+    """The Markdown with fenced blocks removed: what a renderer would interpret."""
+    kept, fence = [], ""
+    for line in markdown.splitlines():
+        opening = re.match(r"^(`{3,})", line)
+        if fence:
+            if line.startswith(fence) and not line[len(fence) :].strip():
+                fence = ""
+        elif opening:
+            fence = opening.group(1)
+        else:
+            kept.append(line)
+    return "\n".join(kept)
+
+
+def test_markdown_in_an_exception_never_renders_live_in_hover() -> None:
+    markdown = present.hover_markdown(raised(HOSTILE, HOSTILE, f"ValueError: {HOSTILE}\n"))
+    assert HOSTILE.splitlines()[0] in markdown  # shown, as text
+    live = _outside_fences(markdown)
+    for dangerous in ("](http", "<img", "<b>", "<script", "https://", "www.evil", "**loud**"):
+        assert dangerous not in live, dangerous
+
+
+def test_markdown_in_an_exception_renders_as_text_in_a_real_markdown_parser() -> None:
+    markdown_it = pytest.importorskip("markdown_it")
+    record = raised(HOSTILE, HOSTILE, f"ValueError: {HOSTILE}\n")
+    record = RunRecord(
+        0,
+        0,
+        RunResult(
+            status="error",
+            error=record.result.error,
+            message=f"The interpreter said: {HOSTILE}",
+            interpreter="/home/u/[x](http://evil.example)/python",
+            cwd="/home/u/<img src=x>",
+        ),
+        f"cell {HOSTILE.splitlines()[0]}",
+        "/p/a.py",
+    )
+    html = markdown_it.MarkdownIt("commonmark", {"html": True}).render(
+        present.hover_markdown(record)
+    )
+    assert "<a " not in html and "<img" not in html and "<script" not in html
+    assert "<b>" not in html and "<strong>loud" not in html and "<h1>" not in html
+    assert "&lt;img src=http://evil.example/i.png&gt;" in html  # visible as text

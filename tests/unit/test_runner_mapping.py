@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 from collections.abc import Iterator
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 
 from codeexec_lsp import snippet
 from codeexec_lsp.execution import runner
+from codeexec_lsp.execution.outcome import error_from_json
 
 
 @pytest.fixture(autouse=True)
@@ -91,3 +93,77 @@ def test_system_exit_zero_is_fine_and_nonzero_is_an_error() -> None:
     assert run(snippet.for_lines("raise SystemExit\n", "/v/x.py", 0, 0))["status"] == "ok"
     outcome = run(snippet.for_lines("import sys\nsys.exit(3)\n", "/v/x.py", 0, 1))
     assert outcome["error"]["type"] == "SystemExit" and outcome["error"]["line"] == 2
+
+
+# --- what the code raised is clipped at the source ----------------------------------------------
+
+
+def test_a_huge_exception_message_makes_a_small_result_that_still_says_where() -> None:
+    document = "x = 1\nraise ValueError('x' * 8_000_000 + 'END')\n"
+    outcome = run(snippet.for_lines(document, "/virtual/huge.py", 0, 1))
+    error = outcome["error"]
+    assert (error["type"], error["line"], error["column"]) == ("ValueError", 2, 0)
+    assert len(json.dumps(outcome)) < 100_000  # the message alone was 8 MB, twice over
+    assert len(error["message"]) <= runner.MAX_MESSAGE_CHARS + 100
+    # Head and tail kept, and how much went between them is said.
+    assert error["message"].startswith("xxxx") and error["message"].endswith("xxxxEND")
+    assert f"{8_000_003 - runner.MAX_MESSAGE_CHARS:,} characters omitted" in error["message"]
+    assert len(error["traceback"]) <= runner.MAX_TRACEBACK_CHARS + 100
+    assert error["traceback"].startswith("Traceback (most recent call last):")
+    assert '"/virtual/huge.py", line 2' in error["traceback"]
+    assert error["traceback"].rstrip().endswith("END")
+
+
+def test_endless_recursion_keeps_the_outer_and_the_innermost_frames() -> None:
+    document = "def down(n):\n    return down(n + 1)\n\n\ndown(0)\n"
+    outcome = run(snippet.for_lines(document, "/virtual/deep.py", 0, 4))
+    error = outcome["error"]
+    assert error["type"] == "RecursionError"
+    frames = error["frames"]
+    assert len(frames) == runner.MAX_FRAMES
+    assert (frames[0]["name"], frames[0]["line"]) == ("<module>", 5)
+    assert (frames[-1]["name"], frames[-1]["line"]) == ("down", 2)
+    assert error["line"] == 2  # the diagnostic goes where it ended
+
+
+def test_huge_names_and_a_broken_str_do_not_lose_the_run() -> None:
+    document = (
+        "class Loud(Exception):\n"
+        "    def __str__(self):\n"
+        "        raise RuntimeError('no')\n"
+        "\n"
+        "\n"
+        "Named = type('N' * 1_000_000, (Exception,), {})\n"
+        "try:\n"
+        "    raise Named('named')\n"
+        "except Exception as named:\n"
+        "    raise Loud() from named\n"
+    )
+    outcome = run(snippet.for_lines(document, "/virtual/odd.py", 0, 9))
+    error = outcome["error"]
+    assert error["type"] == "Loud" and "str() failed" in error["message"]
+    assert error["line"] == 10
+    assert len(json.dumps(outcome)) < 100_000  # the other type's million-character name
+
+
+def test_notes_follow_the_message_one_per_line() -> None:
+    document = "e = KeyError('k')\ne.add_note('first note')\ne.add_note('second')\nraise e\n"
+    outcome = run(snippet.for_lines(document, "/virtual/notes.py", 0, 3))
+    assert outcome["error"]["message"] == "'k'\nfirst note\nsecond"
+
+
+def test_a_forged_error_in_the_result_channel_is_clipped_by_the_server() -> None:
+    """The code can write to its own result pipe: the server clips what it reads too."""
+    forged = {
+        "type": "T" * 1_000_000,
+        "message": "m" * 5_000_000,
+        "traceback": "t" * 5_000_000,
+        "frames": [{"file": "f" * 10_000, "line": n, "name": "g"} for n in range(50_000)],
+    }
+    error = error_from_json(forged)
+    assert error is not None
+    assert len(error.type) <= runner.MAX_NAME_CHARS + 100
+    assert len(error.message) <= runner.MAX_MESSAGE_CHARS + 100
+    assert len(error.traceback) <= runner.MAX_TRACEBACK_CHARS + 100
+    assert len(error.frames) == runner.MAX_FRAMES and error.frames[-1].line == 49_999
+    assert all(len(frame.file) <= runner.MAX_NAME_CHARS + 100 for frame in error.frames)
