@@ -1,0 +1,249 @@
+"""Mutation testing of the modules that carry promises, on demand (slow: not part of CI).
+
+    pip install -e '.[dev]'                 # brings mutmut
+    python tools/mutation.py                # every promise module
+    python tools/mutation.py redact logs    # some of them (names as in the table below)
+    python tools/mutation.py --survivors    # also print each surviving mutant's diff
+
+mutmut changes one thing at a time in a module (a comparison, a constant, an argument...),
+runs the tests that cover the changed function, and counts the changes no test noticed. Each
+module is run against the fast unit tests that exercise it (MODULES below), in a scratch
+copy of the project, so the work tree is never touched and runs can go side by side.
+
+It prints one line per module: mutants, killed, survived, no tests, timeouts, the score
+(killed + timeouts over all mutants that ran) and how long it took, then the survivors'
+names (and diffs with --survivors). Survivors that are equivalent (no behaviour change) are
+listed with the reason in tools/MUTATION.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PROMISES = "tests/unit/test_promises.py"
+
+# module (short name) -> (file, the tests that exercise it: files or node ids)
+MODULES: dict[str, tuple[str, list[str]]] = {
+    # line mapping
+    "snippet": (
+        "codeexec_lsp/snippet.py",
+        ["tests/unit/test_snippet.py", "tests/unit/test_runner_mapping.py"],
+    ),
+    "runner": ("codeexec_lsp/execution/runner.py", ["tests/unit/test_runner_mapping.py"]),
+    "outcome": (
+        "codeexec_lsp/execution/outcome.py",
+        ["tests/unit/test_runner_mapping.py", "tests/unit/test_outcome.py"],
+    ),
+    "positions": (
+        "codeexec_lsp/positions.py",
+        ["tests/unit/test_present.py", "tests/unit/test_snippet.py"],
+    ),
+    # secrets
+    "environment": (
+        "codeexec_lsp/execution/environment.py",
+        ["tests/unit/test_environment.py"],
+    ),
+    "redact": (
+        "codeexec_lsp/redact.py",
+        ["tests/unit/test_logs.py", "tests/unit/test_llm_redaction.py", PROMISES],
+    ),
+    "logs": ("codeexec_lsp/logs.py", ["tests/unit/test_logs.py", PROMISES]),
+    # limits
+    "capture": ("codeexec_lsp/execution/capture.py", ["tests/unit/test_capture.py"]),
+    "local": ("codeexec_lsp/execution/local.py", ["tests/unit/test_local_executor.py"]),
+    # edits and fixes
+    "edits": ("codeexec_lsp/edits.py", ["tests/unit/test_edits.py"]),
+    "fix": ("codeexec_lsp/actions/fix.py", ["tests/unit/test_untrusted_answers.py", PROMISES]),
+    "untrusted": ("codeexec_lsp/actions/untrusted.py", ["tests/unit/test_untrusted_answers.py"]),
+    # the /execute API's auth and limits
+    "app": (
+        "codeexec_lsp/api/app.py",
+        ["tests/unit/test_api_server.py", "tests/unit/test_api_abuse.py", PROMISES],
+    ),
+    "admission": ("codeexec_lsp/api/admission.py", ["tests/unit/test_api_server.py"]),
+}
+
+KILLED = {1, 3, 36, 37, 24, -24, 152, 255}  # mutmut's exit codes: a test failed or timed out
+SURVIVED, NO_TESTS, SKIPPED = 0, {5, 33}, 34
+
+
+@dataclass
+class Score:
+    module: str
+    total: int = 0
+    killed: int = 0
+    survived: int = 0
+    no_tests: int = 0
+    other: int = 0
+    seconds: float = 0.0
+    survivors: tuple[str, ...] = ()
+
+    @property
+    def ran(self) -> int:
+        return self.killed + self.survived + self.no_tests + self.other
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.killed / self.ran if self.ran else 0.0
+
+
+def copy_project(destination: Path, rev: str | None) -> None:
+    """The tracked files (as in the work tree, or at `rev`) into `destination`."""
+    if rev is not None:
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", rev], check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(destination)], input=archive, check=True)
+        return
+    listed = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        check=True,
+        capture_output=True,
+    ).stdout.split(b"\0")
+    for name in filter(None, (entry.decode() for entry in listed)):
+        source = ROOT / name
+        if source.is_file() and not name.startswith(("editors/", "mutants/")):
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+
+
+def configure(project: Path, path: str, tests: list[str]) -> None:
+    """Point [tool.mutmut] of the copy's pyproject at one module and its tests."""
+    pyproject = project / "pyproject.toml"
+    text = re.sub(r"(?ms)^\[tool\.mutmut\]\n.*?(?=^\[|\Z)", "", pyproject.read_text())
+    present = [test for test in tests if (project / test.split("::")[0]).exists()]
+    if not present:
+        # An empty selection would make mutmut run the whole suite.
+        raise FileNotFoundError(f"none of the tests for {path} exist: {', '.join(tests)}")
+    section = (
+        "\n[tool.mutmut]\n"
+        'source_paths = ["codeexec_lsp"]\n'
+        f"only_mutate = {json.dumps([path])}\n"
+        'pytest_add_cli_args = ["-p", "no:cacheprovider"]\n'
+        f"pytest_add_cli_args_test_selection = {json.dumps(present)}\n"
+    )
+    pyproject.write_text(text.rstrip("\n") + "\n" + section)
+
+
+def mutmut_command() -> list[str]:
+    beside = Path(sys.executable).with_name("mutmut")
+    found = str(beside) if beside.exists() else shutil.which("mutmut")
+    if found is None:
+        sys.exit("mutmut is not installed: pip install -e '.[dev]'")
+    return [found]
+
+
+def score_of(project: Path, name: str, path: str, seconds: float) -> Score:
+    meta = project / "mutants" / (path + ".meta")
+    score = Score(name, seconds=seconds)
+    if not meta.exists():
+        return score
+    codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
+    survivors = []
+    for key, code in codes.items():
+        score.total += 1
+        if code in KILLED:
+            score.killed += 1
+        elif code == SURVIVED:
+            score.survived += 1
+            survivors.append(key)
+        elif code in NO_TESTS:
+            score.no_tests += 1
+            survivors.append(key)
+        elif code != SKIPPED:
+            score.other += 1
+    score.survivors = tuple(sorted(survivors))
+    return score
+
+
+def run_module(name: str, rev: str | None, children: int, keep: Path | None, show: bool) -> Score:
+    path, tests = MODULES[name]
+    project = Path(tempfile.mkdtemp(prefix=f"codeexec-mutation-{name}-"))
+    try:
+        copy_project(project, rev)
+        configure(project, path, tests)
+        started = time.monotonic()
+        log = project / "mutmut.log"
+        with log.open("w") as out:
+            subprocess.run(
+                [*mutmut_command(), "run", "--max-children", str(children)],
+                cwd=project,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+                check=False,
+            )
+        score = score_of(project, name, path, time.monotonic() - started)
+        if score.total == 0:
+            tail = log.read_text(errors="replace")[-2000:]
+            print(f"{name}: mutmut produced no results; the end of its log:\n{tail}")
+        if show:
+            for key in score.survivors:
+                shown = subprocess.run(
+                    [*mutmut_command(), "show", key], cwd=project, capture_output=True, text=True
+                )
+                print(shown.stdout)
+        return score
+    finally:
+        if keep is not None:
+            target = keep / name
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.move(str(project), target)
+        else:
+            shutil.rmtree(project, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("modules", nargs="*", metavar="MODULE", help=", ".join(MODULES))
+    parser.add_argument("--rev", help="test this commit instead of the work tree")
+    parser.add_argument("--jobs", type=int, default=2, help="mutants run side by side")
+    parser.add_argument("--keep", type=Path, help="keep each scratch copy under this folder")
+    parser.add_argument("--survivors", action="store_true", help="print survivors' diffs")
+    args = parser.parse_args()
+    names = args.modules or list(MODULES)
+    unknown = [name for name in names if name not in MODULES]
+    if unknown:
+        parser.error(f"unknown module(s) {', '.join(unknown)}; choose from {', '.join(MODULES)}")
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
+    scores = []
+    print(
+        f"{'module':<12} {'mutants':>7} {'killed':>6} {'survived':>8} {'no tests':>8} "
+        f"{'other':>5} {'score':>7} {'time':>7}"
+    )
+    for name in names:
+        score = run_module(name, args.rev, args.jobs, args.keep, args.survivors)
+        scores.append(score)
+        print(
+            f"{name:<12} {score.total:>7} {score.killed:>6} {score.survived:>8} "
+            f"{score.no_tests:>8} {score.other:>5} {score.percent:>6.1f}% "
+            f"{score.seconds:>6.0f}s",
+            flush=True,
+        )
+    killed = sum(score.killed for score in scores)
+    ran = sum(score.ran for score in scores)
+    print(
+        f"{'all':<12} {sum(s.total for s in scores):>7} {killed:>6} "
+        f"{sum(s.survived for s in scores):>8} {sum(s.no_tests for s in scores):>8} "
+        f"{sum(s.other for s in scores):>5} {100.0 * killed / ran if ran else 0.0:>6.1f}%"
+    )
+    for score in scores:
+        for key in score.survivors:
+            print(f"survived: {key}")
+
+
+if __name__ == "__main__":
+    main()
