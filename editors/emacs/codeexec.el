@@ -6,7 +6,7 @@
 
 ;;; Commentary:
 
-;; An Eglot set-up for codeexec-lsp (`pip install codeexec-lsp'):
+;; An Eglot set-up for codeexec-lsp (`pipx install .' in a clone of it):
 ;;
 ;;   (load "/path/to/codeexec-lsp/editors/emacs/codeexec.el")
 ;;   (add-hook 'python-mode-hook #'eglot-ensure)  ; python-ts-mode-hook too
@@ -142,7 +142,25 @@ An `eglot-server-programs' contact function."
                `(,codeexec-rass-program
                  "--" ,@(car servers) "--" ,@(cadr servers)))
            codeexec-server-command)))
+    (codeexec--check-programs
+     (delete-dups (list (car command) (car codeexec-server-command))))
     `(,@command :initializationOptions ,#'codeexec--initialization-options)))
+
+(defun codeexec--check-programs (programs)
+  "Signal one clear error if a program of PROGRAMS cannot be found.
+Eglot would otherwise fail with \"Searching for program: No such file or
+directory\", naming neither the setting nor the install.  The usual
+cause: Emacs started outside the virtualenv the server was installed in."
+  (dolist (program programs)
+    (unless (executable-find program (file-remote-p default-directory))
+      (user-error
+       "codeexec: cannot start the language server: `%s' is not on Emacs's exec-path.  To fix: %s"
+       program
+       (if (equal program codeexec-rass-program)
+           "install it with `pipx install rassumfrassum', or set `codeexec-rass-program'"
+         (concat "install it with `pipx install /path/to/codeexec-lsp' (your clone) or "
+                 "`pipx install git+<repository URL>', or (setq codeexec-server-command "
+                 "'(\"/path/to/codeexec-lsp/.venv/bin/codeexec-lsp\"))"))))))
 
 (defun codeexec-register ()
   "Put codeexec-lsp first in `eglot-server-programs' for Python."

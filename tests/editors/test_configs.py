@@ -12,6 +12,7 @@ The code blocks of the editor READMEs are parsed too, so the copy-paste snippets
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -264,7 +265,8 @@ def test_emacs_file_byte_compiles_cleanly_and_registers_the_server(tmp_path: Pat
         [EMACS, "--batch", "--eval", "(require 'cl-lib)", "--eval", EMACS_PROBE],
         env={
             "HOME": str(tmp_path),
-            "PATH": "/usr/bin:/bin",
+            # the contact function checks that codeexec-lsp can be found: this venv's
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/bin", "/bin"]),
             "CODEEXEC_EL": str(EMACS_EL),
             "CODEEXEC_TMP": str(tmp_path),
         },
@@ -347,3 +349,48 @@ def test_readme_snippets_parse_and_use_real_settings(readme: Path) -> None:
         checked += 1
     if readme.parent.name in ("sublime", "helix") or readme == EDITORS / "README.md":
         assert checked, f"{readme}: no TOML/JSON snippet found"
+
+
+# --- install instructions ---------------------------------------------------------------
+
+# The package is not published on any index: an install line must name a clone (`.`, a path)
+# or a git URL, never the bare package name.
+INSTALL_DOCS = [
+    REPO / "README.md",
+    EDITORS / "README.md",
+    *(EDITORS / name / "README.md" for name in ("nvim", "helix", "emacs", "sublime", "zed")),
+    EDITORS / "helix" / "languages.toml",
+    EDITORS / "sublime" / "LSP.sublime-settings",
+    EDITORS / "emacs" / "codeexec.el",
+    EDITORS / "nvim" / "init.lua",
+    EDITORS / "nvim" / "lua" / "codeexec" / "init.lua",
+    EDITORS / "nvim" / "lua" / "codeexec" / "health.lua",
+    EDITORS / "zed" / "extension" / "src" / "lib.rs",
+]
+FROM_AN_INDEX = re.compile(
+    r"(pip3?|pipx|uv tool|uv pip|python3? -m pip)\s+install\s+(-U\s+|--upgrade\s+)?"
+    r"codeexec[-_]lsp\b"
+)
+
+
+@pytest.mark.parametrize("doc", INSTALL_DOCS, ids=lambda path: str(path.relative_to(REPO)))
+def test_install_instructions_use_a_clone_or_a_git_url(doc: Path) -> None:
+    text = doc.read_text(encoding="utf-8")
+    assert not FROM_AN_INDEX.search(text), f"{doc}: installs codeexec-lsp from an index"
+    assert "OWNER/" not in text, f"{doc}: unexplained OWNER/ placeholder"
+    assert "python3 -m pip install -e ." not in text, f"{doc}: fails under PEP 668"
+
+
+def test_readme_commands_work_without_an_activated_virtualenv() -> None:
+    """The first line of the sh block after each marker is what .ci/run and a new user run:
+    it must make its own virtualenv and call its tools by path (PEP 668 systems)."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8").splitlines()
+    for marker in ("<!-- demo-command -->", "<!-- test-command -->"):
+        block = readme.index(marker) + 1
+        assert readme[block] == "```sh", marker
+        command = readme[block + 1]
+        assert command.startswith("python3 -m venv .venv && .venv/bin/pip install -e "), command
+        assert " pip install" not in command.replace(".venv/bin/pip install", "")
+        assert all(
+            part.startswith(("python3 -m venv", ".venv/bin/")) for part in command.split(" && ")
+        ), command

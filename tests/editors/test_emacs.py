@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -217,11 +218,23 @@ pending didChange (it waits for 0.5 s of idleness) after an edit."
             (vconcat (mapcar (lambda (w) (buffer-name (window-buffer w)))
                              (window-list))))))
 
+(defun ct-scenario-missing ()
+  "The user's hook (eglot-ensure) on a Python file, with no codeexec-lsp to find."
+  (find-file (ct-param 'file))
+  (ct-put "found" (executable-find "codeexec-lsp"))
+  (eglot-ensure)
+  ;; eglot-ensure connects after the next command: run what the command loop runs then.
+  (condition-case err
+      (run-hooks 'post-command-hook)
+    (error (ct-put "error" (error-message-string err))))
+  (ct-put "connected" (and (eglot-current-server) t)))
+
 (condition-case err
     (progn
       (pcase (ct-param 'scenario)
         ("run" (ct-scenario-run))
         ("llm" (ct-scenario-llm))
+        ("missing" (ct-scenario-missing))
         (other (ct-fail (format "unknown scenario %S" other))))
       (ignore-errors (eglot-shutdown (eglot-current-server) nil 5))
       (ct-write)
@@ -309,7 +322,12 @@ def elisp(value: Any) -> str:
 
 
 def run_emacs(
-    tmp_path: Path, source: str, settings: dict[str, Any], scenario: str, **params: Any
+    tmp_path: Path,
+    source: str,
+    settings: dict[str, Any],
+    scenario: str,
+    path: str | None = None,
+    **params: Any,
 ) -> tuple[dict[str, Any], Path]:
     project = tmp_path / "project"
     project.mkdir()
@@ -334,7 +352,8 @@ def run_emacs(
         HOME=str(home),
         XDG_CONFIG_HOME=str(home / "config"),
         XDG_CACHE_HOME=str(home / "cache"),  # no explanation cached by an earlier run
-        PATH=os.pathsep.join([str(BIN), env.get("PATH", "")]),  # this venv's codeexec-lsp
+        # this venv's codeexec-lsp, unless the test says otherwise
+        PATH=path or os.pathsep.join([str(BIN), env.get("PATH", "")]),
         CODEEXEC_TEST_PARAMS=str(params_file),
     )
     assert EMACS is not None
@@ -509,3 +528,20 @@ def test_fix_changes_the_buffer_and_explain_shows_markdown(
 
     models = [request.body.get("model") for request in fake_llm.model_requests]
     assert models == ["m-1", "m-1"]  # llm.model from .dir-locals.el
+
+
+def test_a_server_command_not_on_exec_path_is_one_message_naming_it_and_the_fix(
+    tmp_path: Path,
+) -> None:
+    """Emacs started outside the server's virtualenv: instead of Eglot's "Searching for
+    program: No such file or directory", one error naming the command and how to fix it."""
+    emacs_dir = str(Path(EMACS or "/usr/bin/emacs").parent)
+    observed, _ = run_emacs(
+        tmp_path, "x = 1\n", {}, "missing", path=os.pathsep.join([emacs_dir, "/usr/bin", "/bin"])
+    )
+    assert observed["found"] is None
+    assert observed["connected"] is None
+    message = observed["error"]
+    # user-error formats with format-message: Emacs may curve the quotes
+    assert re.search("[`‘]codeexec-lsp['’] is not on Emacs['’]s exec-path", message), message
+    assert "pipx install" in message and "codeexec-server-command" in message

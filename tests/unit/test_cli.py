@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import pty
+import re
 import shlex
 import socket
 import subprocess
@@ -90,6 +91,21 @@ def test_demo_drives_the_real_server_and_shows_diagnostic_hover_and_hint() -> No
     )
     assert "hover over the run lines" in proc.stdout and "[1.0, 2.0]" in proc.stdout
     assert "inlay hint after line" in proc.stdout
+    # The README shows this output: its header, numbered listing and diagnostic must be
+    # what the demo really prints.
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    shown = readme.split("<!-- demo-command -->", 1)[1].split("```text\n", 1)[1]
+    shown = shown.split("```", 1)[0]
+
+    def essentials(text: str) -> list[str]:
+        keep = ("$ editor:", "result:", "diagnostic at", "inlay hint")
+        return [
+            line.rstrip()
+            for line in text.splitlines()
+            if line.startswith(keep) or re.match(r"^ +\d+ \|", line)
+        ]
+
+    assert essentials(shown) == essentials(proc.stdout)
 
 
 def assert_one_line_usage_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:

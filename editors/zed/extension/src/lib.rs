@@ -88,8 +88,9 @@ impl zed::Extension for CodeexecExtension {
 
 fn not_found(name: &str) -> String {
     format!(
-        "{name} was not found on the project's PATH: `pip install codeexec-lsp` (or pipx), \
-         or set lsp.codeexec.binary.path in settings.json"
+        "{name} was not found on the project's PATH: install it with `pipx install .` in a \
+         clone of codeexec-lsp (or `pipx install git+<repository URL>`), or set \
+         lsp.codeexec.binary.path in settings.json"
     )
 }
 
