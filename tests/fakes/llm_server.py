@@ -428,6 +428,11 @@ class FakeLlmServer:
         with self._changed:
             self._script.extend(replies)
 
+    def clear_script(self) -> None:
+        """Drop the replies not used yet (a server shared by several tests)."""
+        with self._changed:
+            self._script.clear()
+
     @property
     def pending(self) -> int:
         """Scripted replies not used yet."""
