@@ -127,7 +127,9 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="run a selection through the real server and show what an editor shows"
     )
-    demo.add_argument("file", nargs="?", type=Path, default=Path("examples/demo.py"))
+    demo.add_argument(
+        "file", nargs="?", type=Path, help="a Python file (default: the bundled examples/demo.py)"
+    )
     demo.add_argument("--lines", metavar="A-B", help="1-based inclusive range")
 
     doctor = commands.add_parser("doctor", help="show settings, interpreter and a test run")
@@ -462,11 +464,11 @@ def fix_command(args: argparse.Namespace) -> int:
 
 
 def demo_command(args: argparse.Namespace) -> int:
-    from codeexec_lsp.demo import run_demo
+    from codeexec_lsp.demo import demo_file, run_demo
 
-    file: Path = args.file
+    file: Path = args.file or demo_file()
     if not file.is_file():
-        raise UsageError(f"{file} not found: run the demo from the repository root, or name a file")
+        raise UsageError(f"{file} not found: name a Python file, or omit it for the demo file")
     lines = None
     if args.lines:
         lines = _parse_lines(args.lines, len(file.read_text(encoding="utf-8").splitlines()))

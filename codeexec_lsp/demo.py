@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,38 @@ from lsprotocol import types as lsp
 from pygls.lsp.client import LanguageClient
 
 DEMO_FILE = Path("examples") / "demo.py"
+# A copy of examples/demo.py (a test keeps them equal), so `codeexec-lsp demo` also works
+# outside a clone, e.g. after `pipx install git+URL`, as the terminal hint suggests.
+DEMO_SOURCE = '''\
+"""Prices of a few fruits. Select lines and pick "Run selection" (or use the CLI)."""
+
+# %% Average price
+prices = {"apple": 1.20, "pear": 0.95, "fig": 2.40}
+round(sum(prices.values()) / len(prices), 2)
+
+
+# %% Price ratios per basket
+def ratios(basket: dict[str, float]) -> list[float]:
+    cheapest = min(basket.values())
+    return [round(price / cheapest, 2) for price in basket.values()]
+
+
+for basket in ({"apple": 1.20, "fig": 2.40}, {"free sample": 0.0, "fig": 2.40}):
+    if basket:
+        print(ratios(basket))
+'''
+
+
+def demo_file() -> Path:
+    """examples/demo.py of the current directory, else of the clone this package was
+    installed from (editable installs), else a fresh copy in a temporary folder."""
+    for candidate in (DEMO_FILE, Path(__file__).resolve().parents[1] / DEMO_FILE):
+        if candidate.is_file():
+            return candidate
+    folder = Path(tempfile.mkdtemp(prefix="codeexec-demo-"))
+    copy = folder / "demo.py"
+    copy.write_text(DEMO_SOURCE, encoding="utf-8")
+    return copy
 
 
 def _line_range(first: int, last: int) -> dict[str, Any]:

@@ -348,3 +348,20 @@ def test_serve_tcp_listens_on_loopback_only_and_warns() -> None:
 def test_serve_tcp_refuses_a_non_loopback_host_without_allow_remote(address: str) -> None:
     proc = cli("serve", "--tcp", address.format(port=free_port()))
     assert_one_line_usage_error(proc, "--allow-remote", "not a loopback address")
+
+
+def test_demo_works_outside_the_clone_and_its_bundled_copy_matches_examples(
+    tmp_path: Path,
+) -> None:
+    from codeexec_lsp.demo import DEMO_SOURCE
+
+    assert DEMO_SOURCE == DEMO.read_text(encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "codeexec_lsp", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "[codeexec/ZeroDivisionError]" in proc.stdout
