@@ -355,7 +355,7 @@ def test_demo_works_outside_the_clone_and_its_bundled_copy_matches_examples(
 ) -> None:
     from codeexec_lsp.demo import DEMO_SOURCE
 
-    assert DEMO_SOURCE == DEMO.read_text(encoding="utf-8")
+    assert DEMO.read_text(encoding="utf-8") == DEMO_SOURCE
     proc = subprocess.run(
         [sys.executable, "-m", "codeexec_lsp", "demo"],
         capture_output=True,
