@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from codeexec_lsp import __version__, snippet
 from codeexec_lsp.actions.explain import check_not_excluded, explain
@@ -42,8 +42,8 @@ BROKEN_PIPE_EXIT = 141
 PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git", ".venv")
 TTY_HINT = (
     "codeexec-lsp: this is a language server: an editor starts it and talks LSP on "
-    "stdin/stdout (see editors/README.md). To try it here: `codeexec-lsp demo` in a clone, "
-    "or `codeexec-lsp run FILE`. Waiting for LSP messages (Ctrl-C to quit)."
+    "stdin/stdout (see editors/README.md). To try it here: `codeexec-lsp demo`, or "
+    "`codeexec-lsp run FILE`. Waiting for LSP messages (Ctrl-C to quit)."
 )
 TCP_WARNING = (
     "codeexec-lsp: WARNING: serving LSP on tcp://{address} without authentication: "
@@ -59,7 +59,7 @@ class _OneLineErrorParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr (exit 2), pointing at --help,
     instead of the whole usage block followed by the error."""
 
-    def error(self, message: str) -> Any:  # argparse's signature returns NoReturn
+    def error(self, message: str) -> NoReturn:
         self.exit(USAGE_ERROR, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
 
 
