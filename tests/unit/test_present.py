@@ -157,3 +157,12 @@ def test_markdown_in_an_exception_renders_as_text_in_a_real_markdown_parser() ->
     assert "<a " not in html and "<img" not in html and "<script" not in html
     assert "<b>" not in html and "<strong>loud" not in html and "<h1>" not in html
     assert "&lt;img src=http://evil.example/i.png&gt;" in html  # visible as text
+
+
+def test_utf16_units_change_exactly_at_the_first_astral_character() -> None:
+    # U+FFFF is the last character of one UTF-16 unit, U+10000 the first of two.
+    line = "\uffff\U00010000x"
+    assert [to_client(line, column, "utf-16") for column in range(4)] == [0, 1, 3, 4]
+    assert [from_client(line, units, "utf-16") for units in range(5)] == [0, 1, 2, 2, 3]
+    assert [to_client(line, column, "utf-8") for column in range(4)] == [0, 3, 7, 8]
+    assert [from_client(line, units, "utf-32") for units in range(5)] == [0, 1, 2, 3, 3]
