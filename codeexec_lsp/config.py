@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 EXECUTORS = ("local", "session", "http")
+SANDBOX_PROFILES = ("standard", "strict")
 PROVIDERS = ("openai", "anthropic")
 
 
@@ -49,8 +50,13 @@ class Settings:
     max_file_mb: int = 512
     max_open_files: int = 1024
     env_passthrough: tuple[str, ...] = ()
-    # Executed code gets no network unless this is set (see execution/sandbox.py).
-    network: bool = False
+    # "standard": the user's own code runs as in their terminal (network on, writes
+    # wherever the user may write), minus secrets, within the limits, unable to touch the
+    # server; "strict": no network, throwaway writes, nothing of other runs (DESIGN.md
+    # principle 8; execution/launcher.py builds both).
+    sandbox: str = "standard"
+    # None: the profile decides (standard on, strict off); true/false overrides it.
+    network: bool | None = None
     http: HttpSettings = field(default_factory=HttpSettings)
     llm: LlmSettings = field(default_factory=LlmSettings)
     fix: FixSettings = field(default_factory=FixSettings)
@@ -109,6 +115,12 @@ def _boolean(value: Any) -> bool:
     return value
 
 
+def _optional_boolean(value: Any) -> bool | None:
+    if value is None:
+        return None
+    return _boolean(value)
+
+
 def _string_list(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
         raise _Invalid("a list of strings")
@@ -135,7 +147,8 @@ _KEYS: tuple[tuple[str, str, Check], ...] = (
     ("maxFileMb", "max_file_mb", _positive_int),
     ("maxOpenFiles", "max_open_files", _positive_int),
     ("envPassthrough", "env_passthrough", _string_list),
-    ("network", "network", _boolean),
+    ("sandbox", "sandbox", _one_of(*SANDBOX_PROFILES)),
+    ("network", "network", _optional_boolean),
     ("http.url", "http.url", _optional_string),
     ("http.tokenEnv", "http.token_env", _string),
     ("llm.provider", "llm.provider", _one_of(*PROVIDERS)),

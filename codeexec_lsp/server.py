@@ -23,7 +23,13 @@ from pygls.workspace import TextDocument
 from codeexec_lsp import __version__, present, snippet
 from codeexec_lsp.actions.explain import check_not_excluded, explain
 from codeexec_lsp.actions.fix import FixOutcome, FixRequest, fix
-from codeexec_lsp.actions.run import build_request, run_snippet, usable_settings, workspace_for
+from codeexec_lsp.actions.run import (
+    build_request,
+    run_snippet,
+    untrusted,
+    usable_settings,
+    workspace_for,
+)
 from codeexec_lsp.cache import TextCache, user_cache_dir
 from codeexec_lsp.code_context import DiagnosticInfo, build_context
 from codeexec_lsp.config import Settings, SettingsStore, section_of
@@ -341,6 +347,7 @@ class CodeexecServer(LanguageServer):
             request.limits,
             request.sys_path,
             network=request.network,
+            profile=request.sandbox,
         )
 
     async def restart_session(self) -> dict[str, Any]:
@@ -460,8 +467,9 @@ class CodeexecServer(LanguageServer):
 
         async def run_lines(document_text: str, first_line: int, last_line: int) -> RunResult:
             lines_snippet = snippet.for_lines(document_text, path, first_line, last_line)
-            run_request = build_request(lines_snippet, self.settings, workspace)
-            # A throwaway process: verification must never touch a live session's state.
+            run_request = untrusted(build_request(lines_snippet, self.settings, workspace))
+            # A throwaway process in the strict box: the candidate is the model's code, not
+            # the user's, and verification must never touch a live session's state.
             return await self.executors.local.run(run_request, cancel)
 
         try:

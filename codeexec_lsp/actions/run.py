@@ -159,8 +159,15 @@ def build_request(
         limits=limits_from(settings),
         sys_path=sys_path,
         interpreter_source=interpreter.source,
+        sandbox="strict" if settings.sandbox == "strict" else "standard",
         network=settings.network,
     )
+
+
+def untrusted(request: RunRequest) -> RunRequest:
+    """The same run in the strict box with no network, whatever the settings say: for code
+    the user did not write (a model's fix candidate being verified)."""
+    return replace(request, sandbox="strict", network=False)
 
 
 async def run_snippet(

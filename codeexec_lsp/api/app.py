@@ -328,6 +328,11 @@ class ExecuteService:
             env=env,
             limits=limits,
             interpreter_source="the API server's --python",
+            # Every request is code nobody here wrote: the strict box, no network, its own
+            # private /tmp and /dev/shm, and a copy-on-write view of its own work dir only
+            # (the other requests' dirs are under the /tmp it does not see).
+            sandbox="strict",
+            network=False,
         )
 
 

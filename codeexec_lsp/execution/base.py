@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from codeexec_lsp.results import RunResult
 from codeexec_lsp.snippet import Snippet
+
+Profile = Literal["standard", "strict"]
 
 
 @dataclass(frozen=True)
@@ -41,8 +43,15 @@ class RunRequest:
     limits: Limits = field(default_factory=Limits)
     sys_path: tuple[str, ...] = ()
     interpreter_source: str = ""
-    # False: the code runs without network (codeexec.network); see sandbox.py for how.
-    network: bool = False
+    # The box the code runs in (DESIGN.md principle 8, execution/launcher.py).
+    sandbox: Profile = "standard"
+    # None: the profile decides (standard: on, strict: off); True/False overrides it.
+    network: bool | None = None
+
+    @property
+    def network_allowed(self) -> bool:
+        """Whether the code may reach the network: the override, else the profile's."""
+        return self.network if self.network is not None else self.sandbox == "standard"
 
 
 class Executor(Protocol):

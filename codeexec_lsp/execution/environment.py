@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
-SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH")
+SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL")
+# Names that merely look secret: what GUI toolkits need to reach the user's display.
+NOT_SECRET = frozenset({"XAUTHORITY", "DISPLAY", "WAYLAND_DISPLAY"})
 # Provider configuration is not secret but belongs to the server, not the user's code.
 SERVER_PREFIXES = ("OPENAI_", "ANTHROPIC_", "CODEEXEC_")
 
 
 def looks_secret(name: str) -> bool:
     upper = name.upper()
+    if upper in NOT_SECRET:
+        return False
     return any(marker in upper for marker in SECRET_MARKERS) or upper.startswith(SERVER_PREFIXES)
 
 

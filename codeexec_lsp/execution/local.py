@@ -1,7 +1,10 @@
 """The embedded default backend: a fresh, limited child process per run.
 
-The child runs `runner.py` in its own session (process group), confined as sandbox.py
-decides (a pids cgroup of its own, no network, writes only in the workspace and temp dir).
+The child runs `runner.py` in its own session (process group), in the box the request's
+profile asks for (launcher.py builds it before the interpreter starts; a pids and a memory
+cgroup of its own). Everything it sends back is read up to a bound (RESULT_CAP_FACTOR ×
+maxOutputBytes): a run past it is stopped with status `limit`, the server's memory stays
+bounded.
 It is interrupted with SIGINT on timeout or cancel, so the traceback can say where the code
 was, then the whole group and everything else the run started (the cgroup, or the child's
 process tree) is killed, so nothing the run started outlives it.
@@ -21,6 +24,7 @@ from typing import Any
 
 from codeexec_lsp.execution.base import Limits, RunRequest
 from codeexec_lsp.execution.capture import READ_CHUNK, BoundedCapture
+from codeexec_lsp.execution.launcher import Box, launch
 from codeexec_lsp.execution.outcome import (
     StopReason,
     build_result,
@@ -32,15 +36,24 @@ from codeexec_lsp.execution.outcome import (
     over_process_limit,
     start_failure_message,
 )
-from codeexec_lsp.execution.sandbox import ProcessGuard, SandboxSpec, build_report
+from codeexec_lsp.execution.sandbox import ProcessGuard
 from codeexec_lsp.results import RunResult
 
 __all__ = ["BoundedCapture", "LocalExecutor"]
 
 RUNNER = Path(__file__).with_name("runner.py")
 INTERRUPT_GRACE_S = {"timeout": 1.0, "cancelled": 0.5, "output": 0.0, "processes": 0.0}
+# The result pipe carries the value's repr, the traceback and the rich outputs: at most
+# this many times maxOutputBytes of it is read (plus a floor for small settings).
+RESULT_CAP_FACTOR = 10
+RESULT_CAP_FLOOR = 4 * 1024 * 1024
 EXIT_GRACE_S = 1.0  # after the result arrived: time for threads and atexit hooks
 DRAIN_GRACE_S = 1.0  # an escaped grandchild may hold the pipes open forever
+
+
+def result_cap(limits: Limits) -> int:
+    """How much of a result (or a session reply) the server reads before it stops the run."""
+    return max(RESULT_CAP_FACTOR * limits.max_output_bytes, RESULT_CAP_FLOOR)
 
 
 @dataclass
@@ -49,6 +62,7 @@ class _Run:
     stdout: BoundedCapture
     stderr: BoundedCapture
     overflow: asyncio.Event = field(default_factory=asyncio.Event)
+    result_overflow: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def output_total(self) -> int:
@@ -62,19 +76,39 @@ async def _pump(stream: asyncio.StreamReader, capture: BoundedCapture, run: _Run
             run.overflow.set()
 
 
-async def _read_result(fd: int, into: bytearray) -> None:
+async def _read_result(fd: int, into: bytearray, cap: int, over: asyncio.Event) -> None:
     """Read the result pipe to its end into `into`, which keeps what arrived if this is
-    cancelled: a process the code left behind may hold the pipe open."""
+    cancelled: a process the code left behind may hold the pipe open. Past `cap` bytes the
+    reading stops and `over` is set: the pipe is the run's to write, the memory is ours."""
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=1 << 30)
+    reader = asyncio.StreamReader(limit=READ_CHUNK)
     transport, _ = await loop.connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
     )
     try:
         while chunk := await reader.read(READ_CHUNK):
+            if len(into) + len(chunk) > cap:
+                over.set()
+                return
             into += chunk
     finally:
         transport.close()
+
+
+def memory_limit_message(limits: Limits) -> str:
+    return (
+        f"Memory limit: the run used more than {limits.memory_mb} MB, counting files in "
+        "/dev/shm, /tmp (tmpfs) and memfd (the codeexec.memoryMb setting); it was killed."
+    )
+
+
+async def _either(first: asyncio.Event, second: asyncio.Event) -> None:
+    waiters = {asyncio.ensure_future(first.wait()), asyncio.ensure_future(second.wait())}
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 def _pidfd(pid: int) -> int | None:
@@ -141,28 +175,30 @@ class _Child:
         await self.guard.release(self.process.pid)
 
 
-SpareKey = tuple[str, str, tuple[tuple[str, str], ...], SandboxSpec]
+SpareKey = tuple[str, str, tuple[tuple[str, str], ...], Box]
 
 
-async def _spawn(python: str, cwd: str, env: dict[str, str], spec: SandboxSpec) -> _Child:
-    guard = ProcessGuard(spec.max_processes)
+async def _spawn(python: str, cwd: str, env: dict[str, str], box: Box) -> _Child:
+    guard = box.guard()
     result_read, result_write = os.pipe()
+    program = [python, "-u", str(RUNNER), "--result-fd", str(result_write)]
+    if guard.tracks_tree:
+        # Without a cgroup, the runner (a subreaper, set by the launcher) kills what the
+        # code left running at its exit; the box itself is already in place.
+        program += ["--sandbox", json.dumps({"subreaper": True})]
     try:
-        process = await asyncio.create_subprocess_exec(
-            python,
-            "-u",
-            str(RUNNER),
-            "--result-fd",
-            str(result_write),
-            "--sandbox",
-            json.dumps(spec.policy(guard)),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+        process = await launch(
+            box,
+            guard,
+            program,
+            report_fd=result_write,
+            form="line",
             cwd=cwd,
             env=env,
             pass_fds=(result_write,),
-            start_new_session=True,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
     except BaseException:
         os.close(result_read)
@@ -197,13 +233,13 @@ class LocalExecutor:
                 with contextlib.suppress(BaseException):
                     await (await task).discard()
 
-    async def _child_for(self, request: RunRequest, spec: SandboxSpec) -> _Child:
+    async def _child_for(self, request: RunRequest, box: Box) -> _Child:
         env = tuple(sorted(request.env.items()))
-        key: SpareKey = (request.python, request.cwd, env, spec)
+        key: SpareKey = (request.python, request.cwd, env, box)
         spare = self._spares.pop(key, None)
         if self.prestart:
             self._spares[key] = asyncio.ensure_future(
-                _spawn(request.python, request.cwd, request.env, spec)
+                _spawn(request.python, request.cwd, request.env, box)
             )
         if spare is not None:
             with contextlib.suppress(OSError):
@@ -211,7 +247,7 @@ class LocalExecutor:
                 if child.usable:
                     return child
                 await child.discard()
-        return await _spawn(request.python, request.cwd, request.env, spec)
+        return await _spawn(request.python, request.cwd, request.env, box)
 
     async def run(self, request: RunRequest, cancel: asyncio.Event | None = None) -> RunResult:
         started = time.perf_counter()
@@ -232,9 +268,9 @@ class LocalExecutor:
                 },
             }
         ).encode()
-        spec = SandboxSpec.for_run(request.cwd, request.env, request.network, limits.max_processes)
+        box = Box.for_request(request)
         try:
-            child = await self._child_for(request, spec)
+            child = await self._child_for(request, box)
         except OSError as exc:
             return could_not_start(request, self.name, exc, started)
         process, result_read, guard = child.process, child.result_read, child.guard
@@ -248,7 +284,9 @@ class LocalExecutor:
             asyncio.create_task(_pump(process.stderr, run.stderr, run)),
         ]
         raw_result = bytearray()
-        result_task = asyncio.create_task(_read_result(result_read, raw_result))
+        result_task = asyncio.create_task(
+            _read_result(result_read, raw_result, result_cap(limits), run.result_overflow)
+        )
         try:
             await child.adopted  # before the request: no user code outside the cgroup
             await self._send_request(process, payload)
@@ -272,9 +310,19 @@ class LocalExecutor:
                 await asyncio.wait({asyncio.ensure_future(_ended(process))}, timeout=5)
             result_task.cancel()
             process_limit_hits = guard.limit_events()
+            memory_kills = guard.memory_events()
             await guard.release(process.pid)
+        if run.result_overflow.is_set():
+            raw_result.clear()
         return self._result(
-            request, process.returncode, raw_result, reason, run, started, guard, process_limit_hits
+            request,
+            process.returncode,
+            raw_result,
+            reason,
+            run,
+            started,
+            (box, guard),
+            (process_limit_hits, memory_kills),
         )
 
     async def _send_request(self, process: asyncio.subprocess.Process, payload: bytes) -> None:
@@ -294,7 +342,7 @@ class LocalExecutor:
         guard: ProcessGuard,
     ) -> StopReason | None:
         exited = asyncio.create_task(_ended(process))
-        overflow = asyncio.create_task(run.overflow.wait())
+        overflow = asyncio.create_task(_either(run.overflow, run.result_overflow))
         cancelled = asyncio.create_task(cancel.wait()) if cancel else None
         too_many = guard.watcher(process.pid)
         watched: set[asyncio.Future[Any]] = {exited, result_task, overflow}
@@ -354,15 +402,39 @@ class LocalExecutor:
         reason: StopReason | None,
         run: _Run,
         started: float,
-        guard: ProcessGuard,
-        process_limit_hits: int,
+        boxed: tuple[Box, ProcessGuard],
+        hits: tuple[int, int],
     ) -> RunResult:
+        box, guard = boxed
+        process_limit_hits, memory_kills = hits
         text = bytes(raw_result).decode("utf-8", "replace")
         confined: dict[str, Any] | None = None
-        if text.startswith("sandbox "):
+        # The first line is the launcher's, written before the user's interpreter ran;
+        # any later "sandbox" line is the runner's own (the subreaper), not a report.
+        first = True
+        while text.startswith("sandbox "):
             line, _, text = text.partition("\n")
-            with contextlib.suppress(ValueError):
-                confined = json.loads(line.removeprefix("sandbox "))
+            if first:
+                with contextlib.suppress(ValueError):
+                    confined = json.loads(line.removeprefix("sandbox "))
+            first = False
+        if run.result_overflow.is_set():
+            report = box.report(guard, confined)
+            message = (
+                f"Stopped: the code sent more than {result_cap(request.limits):,} bytes of "
+                "result (10 × codeexec.maxOutputBytes): a value or error that large is not "
+                "shown. Print less, or raise maxOutputBytes."
+            )
+            return build_result(
+                request,
+                self.name,
+                ("limit", None, message),
+                None,
+                run.stdout,
+                run.stderr,
+                started,
+                extra={"sandbox": report.to_json()},
+            )
         ready, _, body = text.partition("\n")
         reported: dict[str, Any] | None = None
         if body.strip():
@@ -376,7 +448,9 @@ class LocalExecutor:
             process_limit_hits += 1
         if process_limit_hits and reason != "processes":
             classified = over_process_limit(classified, request.limits)
-        report = build_report(guard, confined, request.network)
+        if memory_kills and classified[0] != "ok":
+            classified = ("limit", classified[1], memory_limit_message(request.limits))
+        report = box.report(guard, confined)
         return build_result(
             request,
             self.name,

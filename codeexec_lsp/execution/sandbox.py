@@ -30,14 +30,14 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from codeexec_lsp.execution import sandbox_child
+from codeexec_lsp.execution.base import Profile
 
 log = logging.getLogger("codeexec_lsp.sandbox")
 
@@ -51,18 +51,6 @@ RUN_AS_ENV = "CODEEXEC_RUN_AS"  # "uid[:gid]": run code as this user (root serve
 WATCH_INTERVAL_S = 0.02
 KILL_TIMEOUT_S = 3.0
 USER_TASKS_CACHE_S = 10.0
-WRITABLE_FILES = (
-    "/dev/null",
-    "/dev/zero",
-    "/dev/full",
-    "/dev/random",
-    "/dev/urandom",
-    "/dev/tty",
-    "/dev/ptmx",
-)
-# /dev/shm: multiprocessing's locks and shared memory live there.
-WRITABLE_DEVICE_DIRS = ("/dev/shm", "/dev/pts", "/dev/mqueue")
-
 ProcessMechanism = Literal["cgroup", "uid", "supervisor", "group"]
 NETWORK_NAMES = {
     "netns": "network namespace",
@@ -94,30 +82,46 @@ class Layer:
 
 @dataclass(frozen=True)
 class SandboxReport:
+    """What one child got. `filesystem` is the write confinement (strict), or in the
+    standard profile the Landlock domain that keeps the server out of reach; `mounts` is
+    the strict profile's private mount namespace; `memory` the memory cgroup."""
+
     processes: Layer
     network: Layer
     filesystem: Layer
     network_allowed: bool = False
     notes: tuple[str, ...] = ()
+    profile: str = "standard"
+    mounts: Layer = Layer(False, "", "not asked for (standard profile)")
+    memory: Layer = Layer(False, "", "not asked for")
 
     def summary(self) -> str:
-        """One line for the hover of a run, e.g. "network off · writes limited to the
-        workspace and temp dir · processes ≤ 256 (pids cgroup)"."""
-        parts = []
+        """One line for the hover of a run, e.g. "strict · network off · workspace writes
+        thrown away (overlay) · processes ≤ 256 (pids cgroup)"."""
+        parts = [self.profile]
         if self.network_allowed:
-            parts.append("network on (codeexec.network)")
+            parts.append("network on")
         elif self.network.applied:
             parts.append("network off")
         else:
             parts.append("⚠ network NOT blocked")
-        if self.filesystem.applied:
-            parts.append("writes limited to the workspace and temp dir")
+        if self.profile == "strict":
+            if self.mounts.applied:
+                parts.append(self.mounts.short)
+            if self.filesystem.applied:
+                parts.append("writes limited to the workspace and private temp dirs")
+            elif not self.mounts.applied:
+                parts.append("⚠ writes NOT limited")
+        elif self.filesystem.applied:
+            parts.append("server out of reach")
         else:
-            parts.append("⚠ writes NOT limited")
+            parts.append("⚠ server's processes NOT out of reach")
         if self.processes.applied:
             parts.append(self.processes.short or self.processes.mechanism)
         else:
             parts.append("⚠ processes NOT bounded")
+        if self.memory.applied:
+            parts.append(self.memory.short)
         return " · ".join(parts)
 
     def lines(self) -> list[str]:
@@ -134,18 +138,25 @@ class SandboxReport:
             out += [f"  {'':<11}   not used: {reason}" for reason in layer.missing]
             return out
 
-        allowed = "allowed (codeexec.network is true)" if self.network_allowed else ""
-        result = describe("processes", self.processes)
+        allowed = "allowed (profile standard, or codeexec.network)" if self.network_allowed else ""
+        result = [f"  {'profile':<11} {self.profile}"]
+        result += describe("processes", self.processes)
+        result += describe("memory", self.memory)
         result += describe("network", self.network, allowed)
         result += describe("filesystem", self.filesystem)
+        if self.profile == "strict":
+            result += describe("mounts", self.mounts)
         result += [f"  {'':<11} {note}" for note in self.notes]
         return result
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "profile": self.profile,
             "processes": self.processes.to_json(),
+            "memory": self.memory.to_json(),
             "network": self.network.to_json(),
             "filesystem": self.filesystem.to_json(),
+            "mounts": self.mounts.to_json(),
             "network_allowed": self.network_allowed,
             "notes": list(self.notes),
             "summary": self.summary(),
@@ -155,13 +166,11 @@ class SandboxReport:
 # --- what a child is asked for -----------------------------------------------------------
 
 
-def temp_dir(env: Mapping[str, str]) -> str:
-    """The temp dir the child's `tempfile` will pick (its environment decides first)."""
-    for name in ("TMPDIR", "TEMP", "TMP"):
-        value = env.get(name)
-        if value and os.path.isdir(value):
-            return os.path.realpath(value)
-    return os.path.realpath(tempfile.gettempdir())
+# Strict runs get empty private copies of these (a private mount namespace): other runs'
+# leftovers, the API's other work dirs and the host daemons' pathname sockets live there.
+STRICT_PRIVATE_DIRS = ("/tmp", "/var/tmp", "/run")
+STRICT_WRITABLE_FILES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
+STRICT_TEMP = "/tmp"
 
 
 @dataclass(frozen=True)
@@ -172,25 +181,69 @@ class SandboxSpec:
     network: bool
     writable: tuple[str, ...]
     max_processes: int
+    profile: Profile = "standard"
+    workspace: str = ""
+    memory_mb: int = 0  # a memory cgroup's bound (counts tmpfs and memfd pages); 0: none
 
     @classmethod
     def for_run(
-        cls, cwd: str, env: Mapping[str, str], network: bool, max_processes: int
+        cls,
+        cwd: str,
+        env: Mapping[str, str],
+        network: bool,
+        max_processes: int,
+        profile: Profile = "standard",
+        memory_mb: int = 0,
     ) -> SandboxSpec:
-        writable = (os.path.realpath(cwd), temp_dir(env), *WRITABLE_DEVICE_DIRS)
-        return cls(network, tuple(dict.fromkeys(writable)), max_processes)
+        workspace = os.path.realpath(cwd)
+        writable: tuple[str, ...]
+        if profile == "strict":
+            writable = (workspace, *STRICT_PRIVATE_DIRS, "/dev/shm", "/dev/mqueue")
+        else:
+            # The user's own code writes wherever the user may (principle 8): Landlock is
+            # still applied, for what it scopes (ptrace, /proc of the server, signals).
+            writable = ("/",)
+        return cls(
+            network, tuple(dict.fromkeys(writable)), max_processes, profile, workspace, memory_mb
+        )
 
     def policy(self, guard: ProcessGuard) -> dict[str, Any]:
         """The JSON object sandbox_child.apply() takes."""
-        return {
-            **guard.child_policy(),
+        strict = self.profile == "strict"
+        policy: dict[str, Any] = {
+            **guard.child_policy(strict=strict),
+            "profile": self.profile,
             "network": self.network,
             "network_methods": list(NETWORK_METHODS),
             "writable": list(self.writable),
-            "writable_files": list(WRITABLE_FILES),
-            "filesystem_methods": list(FILESYSTEM_METHODS),
+            "writable_files": list(STRICT_WRITABLE_FILES if strict else ()),
+            "filesystem_methods": [m for m in FILESYSTEM_METHODS if m == "landlock" or strict],
             "drop_caps": True,
+            "drop_all_caps": strict,
+            "scope_abstract": strict or not self.network,
         }
+        if strict:
+            # The mount namespace does what the mountns fallback did, and more.
+            policy["filesystem_methods"] = [m for m in FILESYSTEM_METHODS if m == "landlock"]
+            policy["strict"] = {
+                "workspace": self.workspace,
+                "private_dirs": list(STRICT_PRIVATE_DIRS),
+                "hide_terminals": True,
+                # The server's own environment stays visible (read-only) even if it lives
+                # under /tmp: the default interpreter, and environments built on it (the
+                # API's library cache) read its site-packages.
+                "keep": [sys.prefix],
+            }
+        return policy
+
+    def environment(self, env: Mapping[str, str]) -> dict[str, str]:
+        """The environment the boxed code gets: a strict run's temp files go to its
+        private /tmp, whatever the server's TMPDIR says."""
+        if self.profile != "strict":
+            return dict(env)
+        result = {k: v for k, v in env.items() if k not in ("TMPDIR", "TEMP", "TMP")}
+        result["TMPDIR"] = STRICT_TEMP
+        return result
 
 
 # --- processes: the server's half ----------------------------------------------------------
@@ -203,6 +256,8 @@ class ProcessPlan:
     cgroup_version: int = 0
     run_as: tuple[int, int] | None = None
     missing: tuple[str, ...] = ()
+    memory_parent: Path | None = None  # where memory cgroups go (they count tmpfs, memfd)
+    memory_missing: str = ""
 
 
 _LEAF_NUMBERS = itertools.count(1)
@@ -341,21 +396,80 @@ def _run_as() -> tuple[tuple[int, int] | None, str]:
     return (uid, gid), ""
 
 
+def _memory_parent() -> tuple[Path | None, str]:
+    """Where per-run memory cgroups can be made: memory.max / memory.limit_in_bytes count
+    tmpfs and memfd pages, which RLIMIT_AS does not."""
+    if not sys.platform.startswith("linux"):
+        return None, "needs Linux"
+    if (CGROUP_MOUNT / "cgroup.controllers").exists():
+        parent = CGROUP_MOUNT / CGROUP_DIR
+        try:
+            if "memory" not in (CGROUP_MOUNT / "cgroup.controllers").read_text().split():
+                return None, "the cgroup v2 hierarchy has no memory controller"
+            control = CGROUP_MOUNT / "cgroup.subtree_control"
+            if "memory" not in control.read_text().split():
+                _write(control, "+memory")
+            parent.mkdir(exist_ok=True)
+            if "memory" not in (parent / "cgroup.subtree_control").read_text().split():
+                _write(parent / "cgroup.subtree_control", "+memory")
+        except OSError as exc:
+            return None, _cgroup_problem(exc, Path(exc.filename) if exc.filename else parent)
+        return parent, ""
+    hierarchy = CGROUP_MOUNT / "memory"
+    if not (hierarchy / "cgroup.procs").exists():
+        return None, "no memory controller is mounted under /sys/fs/cgroup"
+    own = hierarchy / _own_cgroup("memory").lstrip("/")
+    problem = "no cgroup"
+    for base in dict.fromkeys((own, hierarchy)):
+        parent = base / CGROUP_DIR
+        try:
+            parent.mkdir(exist_ok=True)
+            _sweep_stale(parent)
+            probe = parent / f"{os.getpid()}-probe"
+            probe.mkdir(exist_ok=True)
+            probe.rmdir()
+            return parent, ""
+        except OSError as exc:
+            problem = _cgroup_problem(exc, Path(exc.filename) if exc.filename else parent)
+    return None, problem
+
+
 @functools.cache
 def process_plan() -> ProcessPlan:
-    """The best process bound this server can give, decided once per server."""
+    """The best process bound this server can give, decided once per server. A uid asked
+    for with CODEEXEC_RUN_AS is used whenever it is set, whatever bounds the processes."""
     missing: list[str] = []
+    memory_parent, memory_missing = _memory_parent()
+    run_as, run_as_problem = _run_as()
     parent, version, problem = _cgroup_parent()
     if parent is not None:
-        return ProcessPlan("cgroup", cgroup_parent=parent, cgroup_version=version)
+        return ProcessPlan(
+            "cgroup",
+            cgroup_parent=parent,
+            cgroup_version=version,
+            run_as=run_as,
+            missing=(run_as_problem,) if run_as_problem and os.environ.get(RUN_AS_ENV) else (),
+            memory_parent=memory_parent,
+            memory_missing=memory_missing,
+        )
     missing.append(f"pids cgroup: {problem}")
-    run_as, problem = _run_as()
-    if problem:
-        missing.append(problem)
+    if run_as_problem:
+        missing.append(run_as_problem)
     if run_as is not None:
-        return ProcessPlan("uid", run_as=run_as, missing=tuple(missing))
+        return ProcessPlan(
+            "uid",
+            run_as=run_as,
+            missing=tuple(missing),
+            memory_parent=memory_parent,
+            memory_missing=memory_missing,
+        )
     if os.path.exists("/proc/self/stat"):
-        return ProcessPlan("supervisor", missing=tuple(missing))
+        return ProcessPlan(
+            "supervisor",
+            missing=tuple(missing),
+            memory_parent=memory_parent,
+            memory_missing=memory_missing,
+        )
     missing.append("supervisor: needs /proc (Linux)")
     return ProcessPlan("group", missing=tuple(missing))
 
@@ -418,9 +532,15 @@ def count_tree(root: int, most: int) -> int:
 class ProcessGuard:
     """The server's half of the process bound for one child: a run, or a session worker."""
 
-    def __init__(self, limit: int, plan: ProcessPlan | None = None) -> None:
+    def __init__(self, limit: int, plan: ProcessPlan | None = None, memory_mb: int = 0) -> None:
         self.limit = limit
+        self.memory_mb = memory_mb
         self.plan = plan if plan is not None else process_plan()
+        self.memory_cgroup: Path | None = None
+        self.memory_entered = False
+        self.memory_problem = self.plan.memory_missing
+        if memory_mb and self.plan.memory_parent is not None:
+            self.memory_cgroup = self._make_memory_leaf(self.plan.memory_parent, memory_mb)
         self.mechanism: ProcessMechanism = self.plan.mechanism
         self.missing = list(self.plan.missing)
         self.cgroup: Path | None = None
@@ -434,12 +554,40 @@ class ProcessGuard:
                 self.missing.append(f"pids cgroup: {_cgroup_problem(exc, self.plan.cgroup_parent)}")
                 self.mechanism = "supervisor" if os.path.exists("/proc/self/stat") else "group"
 
+    def _make_memory_leaf(self, parent: Path, memory_mb: int) -> Path | None:
+        leaf = parent / f"{os.getpid()}-m{next(_LEAF_NUMBERS)}"
+        limit = str(memory_mb * 1024 * 1024)
+        try:
+            leaf.mkdir()
+            name = "memory.max" if (leaf / "memory.max").exists() else "memory.limit_in_bytes"
+            _write(leaf / name, limit)
+            if (leaf / "memory.swap.max").exists():
+                _write(leaf / "memory.swap.max", "0")
+        except OSError as exc:
+            self.memory_problem = _cgroup_problem(exc, leaf)
+            with contextlib.suppress(OSError):
+                leaf.rmdir()
+            return None
+        return leaf
+
+    def memory_events(self) -> int:
+        """How often the memory cgroup killed a process of the run for going over."""
+        if self.memory_cgroup is None:
+            return 0
+        for name in ("memory.events", "memory.oom_control"):
+            with contextlib.suppress(OSError, ValueError):
+                for line in (self.memory_cgroup / name).read_text().splitlines():
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+        return 0
+
     @property
     def tracks_tree(self) -> bool:
         """Without a cgroup, the run's processes are found through the subreaper's tree."""
         return self.mechanism in ("uid", "supervisor")
 
-    def child_policy(self) -> dict[str, Any]:
+    def child_policy(self, strict: bool = False) -> dict[str, Any]:
         nproc: int | None = None
         root = hasattr(os, "geteuid") and os.geteuid() == 0
         if self.mechanism == "uid":
@@ -449,9 +597,7 @@ class ProcessGuard:
             tasks = _user_tasks()
             nproc = tasks + self.limit if tasks is not None else None
         return {
-            "run_as": list(self.plan.run_as)
-            if self.mechanism == "uid" and self.plan.run_as
-            else None,
+            "run_as": list(self.plan.run_as) if self.plan.run_as else None,
             "nproc": nproc,
             "subreaper": self.tracks_tree,
         }
@@ -461,6 +607,13 @@ class ProcessGuard:
         move into a fresh cgroup waits for an RCU grace period (~10 ms on cgroup v1),
         which the server can overlap with the child's interpreter start-up. Its user
         code only runs after this, once the server sends the request."""
+        if self.memory_cgroup is not None:
+            try:
+                _write(self.memory_cgroup / "cgroup.procs", str(pid))
+                self.memory_entered = True
+            except OSError as exc:
+                self.memory_problem = f"could not move the child into {self.memory_cgroup}: {exc}"
+                self.memory_cgroup = None
         if self.cgroup is None:
             return
         try:
@@ -535,9 +688,26 @@ class ProcessGuard:
                 return
             await asyncio.sleep(0.005)
 
+    def _remove_memory_leaf(self) -> None:
+        leaf, self.memory_cgroup = self.memory_cgroup, None
+        if leaf is None:
+            return
+        for member in _cgroup_pids(leaf):
+            with contextlib.suppress(OSError):
+                os.kill(member, signal.SIGKILL)
+        for _ in range(200):
+            try:
+                leaf.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                time.sleep(0.005)
+
     async def release(self, pid: int) -> None:
-        """After the child is gone: kill any leftovers and remove the cgroup."""
+        """After the child is gone: kill any leftovers and remove the cgroups."""
         await self.kill(pid)
+        await asyncio.to_thread(self._remove_memory_leaf)
         cgroup, self.cgroup = self.cgroup, None
         if cgroup is None:
             return
@@ -556,6 +726,7 @@ class ProcessGuard:
 
     def close_now(self) -> None:
         """release() for a child that has exited, without an event loop (doctor's probe)."""
+        self._remove_memory_leaf()
         if self.cgroup is not None:
             for member in _cgroup_pids(self.cgroup):
                 with contextlib.suppress(OSError):
@@ -618,7 +789,7 @@ _warned: set[str] = set()
 def _network_layer(child: Mapping[str, Any], allowed: bool) -> Layer:
     network = child.get("network")
     if allowed:
-        return Layer(False, "", "allowed by codeexec.network")
+        return Layer(False, "", "allowed")
     if not isinstance(network, Mapping):
         return Layer(False, "", "the child did not report")
     method = network.get("mechanism")
@@ -628,7 +799,7 @@ def _network_layer(child: Mapping[str, Any], allowed: bool) -> Layer:
     return Layer(False, "", str(network.get("detail") or "no mechanism was available"))
 
 
-def _filesystem_layer(child: Mapping[str, Any]) -> Layer:
+def _filesystem_layer(child: Mapping[str, Any], profile: str) -> Layer:
     fs = child.get("filesystem")
     if not isinstance(fs, Mapping):
         return Layer(False, "", "the child did not report")
@@ -640,26 +811,96 @@ def _filesystem_layer(child: Mapping[str, Any]) -> Layer:
     method = fs.get("mechanism")
     missing = tuple(str(reason) for reason in fs.get("missing", ()))
     if method == "landlock":
+        if profile == "standard":
+            detail = (
+                "writes wherever the user may; the server's /proc (environment, memory, "
+                "fds) cannot be read, nor its processes traced or signalled"
+            )
+            return Layer(True, f"Landlock ABI {fs.get('abi')}", detail, missing)
         return Layer(True, f"Landlock ABI {fs.get('abi')}", f"writes only in {writable}", missing)
     if method == "mountns":
         detail = f"writes only in {writable}" + (f"; {fs['detail']}" if fs.get("detail") else "")
         return Layer(True, "read-only mount namespace", detail, missing)
+    if profile == "standard":
+        detail = str(fs.get("detail") or "no mechanism was available")
+        detail += (
+            "; without Landlock, code of the same uid can read the server's /proc "
+            f"(set {RUN_AS_ENV} to run code as another uid)"
+        )
+        return Layer(False, "", detail)
     return Layer(False, "", str(fs.get("detail") or "no mechanism was available"))
 
 
+def _mounts_layer(child: Mapping[str, Any], profile: str) -> Layer:
+    if profile != "strict":
+        return Layer(False, "", "not asked for (standard profile)")
+    mounts = child.get("mounts")
+    if not isinstance(mounts, Mapping):
+        return Layer(False, "", "the child did not report")
+    workspace = mounts.get("workspace")
+    private = ", ".join(str(p) for p in mounts.get("private", ()))
+    hidden = ", ".join(str(p) for p in mounts.get("hidden", ()))
+    if workspace == "overlay":
+        what = "workspace writes thrown away at the end (overlay)"
+    elif workspace == "read-only":
+        what = "workspace read-only (this kernel offered no overlay)"
+    else:
+        return Layer(False, "", str(mounts.get("detail") or "no private mount namespace"))
+    detail = f"{what}; private, emptied {private}; everything else read-only"
+    if hidden:
+        detail += f"; no terminals ({hidden})"
+    if mounts.get("detail"):
+        detail += f"; {mounts['detail']}"
+    short = what.replace(" at the end", "")
+    return Layer(bool(mounts.get("ok")), "private mount namespace", detail, (), short)
+
+
+def _memory_layer(guard: ProcessGuard, child: Mapping[str, Any]) -> Layer:
+    if not guard.memory_mb:
+        return Layer(False, "", "not asked for")
+    bound = f"memory ≤ {guard.memory_mb} MB"
+    if guard.memory_entered:
+        detail = f"{bound}, tmpfs and memfd pages included"
+        return Layer(True, "memory cgroup", detail, (), f"{bound} (memory cgroup)")
+    reason = guard.memory_problem or "no memory cgroup"
+    return Layer(
+        False,
+        "",
+        f"only RLIMIT_AS ({bound} of address space): tmpfs and memfd pages are not counted "
+        f"({reason})",
+    )
+
+
 def build_report(
-    guard: ProcessGuard, child: Mapping[str, Any] | None, network_allowed: bool
+    guard: ProcessGuard,
+    child: Mapping[str, Any] | None,
+    network_allowed: bool,
+    profile: str = "standard",
 ) -> SandboxReport:
     """What was applied to one child, from the server's side and the child's report."""
     child = child or {}
+    profile = str(child.get("profile") or profile)
     notes = []
     capabilities = child.get("capabilities")
     if isinstance(capabilities, Mapping):
+        if capabilities.get("ok") and capabilities.get("detail") == "all":
+            notes.append("every capability of root dropped")
+        elif capabilities.get("ok"):
+            notes.append(
+                "root's admin capabilities dropped (SYS_ADMIN, SYS_PTRACE, SYS_RESOURCE, ...)"
+            )
+        else:
+            notes.append(f"capabilities not dropped: {capabilities.get('detail')}")
+    switched = child.get("run_as")
+    if isinstance(switched, Mapping) and guard.mechanism != "uid":
+        source = RUN_AS_ENV if os.environ.get(RUN_AS_ENV) else "strict profile"
         notes.append(
-            "root's admin capabilities dropped (SYS_ADMIN, SYS_PTRACE, SYS_RESOURCE, ...)"
-            if capabilities.get("ok")
-            else f"capabilities not dropped: {capabilities.get('detail')}"
+            f"runs as {switched.get('detail')} ({source})"
+            if switched.get("ok")
+            else f"separate uid NOT applied: {switched.get('detail')}"
         )
+    elif guard.plan.missing and not switched and os.environ.get(RUN_AS_ENV):
+        notes += [m for m in guard.plan.missing if m.startswith("separate uid")]
     fs = child.get("filesystem")
     if isinstance(fs, Mapping) and fs.get("scoped"):
         notes.append(f"Landlock also refuses {' and '.join(fs['scoped'])} outside the run")
@@ -667,9 +908,12 @@ def build_report(
     report = SandboxReport(
         processes=guard.layer(child),
         network=_network_layer(child, network_allowed),
-        filesystem=_filesystem_layer(child),
+        filesystem=_filesystem_layer(child, profile),
         network_allowed=network_allowed,
         notes=tuple(notes),
+        profile=profile,
+        mounts=_mounts_layer(child, profile),
+        memory=_memory_layer(guard, child),
     )
     _warn_once(report)
     return report
@@ -688,13 +932,19 @@ def _warn_once(report: SandboxReport) -> None:
             log.warning("sandbox: %s NOT confined for executed code: %s", name, layer.detail)
 
 
-def probe(python: str | None = None, cwd: str | None = None) -> SandboxReport:
+def probe(
+    python: str | None = None, cwd: str | None = None, profile: Profile = "strict"
+) -> SandboxReport:
     """What a run gets here: the server's process bound, and the child-side layers applied
-    for real in a throwaway child of `python` (default: the server's)."""
+    for real in a throwaway child of `python` (default: the server's), for `profile` (the
+    strict one by default: it uses every mechanism, so it shows what the machine lacks)."""
     python = python or sys.executable
     cwd = cwd or os.getcwd()
-    spec = SandboxSpec.for_run(cwd, os.environ, network=False, max_processes=256)
-    guard = ProcessGuard(spec.max_processes)
+    network = profile == "standard"
+    spec = SandboxSpec.for_run(
+        cwd, os.environ, network=network, max_processes=256, profile=profile, memory_mb=256
+    )
+    guard = ProcessGuard(spec.max_processes, memory_mb=spec.memory_mb)
     policy = spec.policy(guard)
     child: dict[str, Any] = {}
     try:
@@ -713,15 +963,15 @@ def probe(python: str | None = None, cwd: str | None = None) -> SandboxReport:
         child = {"errors": [f"the probe child failed: {exc}"]}
     finally:
         guard.close_now()
-    report = build_report(guard, child, network_allowed=False)
+    report = build_report(guard, child, network_allowed=network, profile=profile)
     check = (child.get("network") or {}).get("check")
     if check and check != "reachable" and report.network.applied:
         return report
     if check == "reachable":
-        return SandboxReport(
-            report.processes,
-            Layer(False, report.network.mechanism, "a loopback connection still got through"),
-            report.filesystem,
-            notes=report.notes,
+        return replace(
+            report,
+            network=Layer(
+                False, report.network.mechanism, "a loopback connection still got through"
+            ),
         )
     return report

@@ -519,18 +519,136 @@ def _under(path: str, roots: list[str]) -> bool:
     return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
 
 
-def _mount(source: str | None, target: str, flags: int) -> int:
+def _mount(
+    source: str | None, target: str, flags: int, fstype: str | None = None, data: str | None = None
+) -> int:
     import ctypes
 
     return int(
         _libc().mount(
             os.fsencode(source) if source is not None else b"none",
             os.fsencode(target),
-            None,
+            fstype.encode() if fstype is not None else None,
             ctypes.c_ulong(flags),
-            None,
+            data.encode() if data is not None else None,
         )
     )
+
+
+def _enter_mount_namespace(state: _State) -> str | None:
+    """A private mount namespace (root, or our own user namespace); mounts made in it are
+    invisible outside and go away with its last process."""
+    if os.geteuid() == 0 or state.own_user_namespace:
+        problem = _unshare(CLONE_NEWNS)
+    else:
+        uid, gid = os.getuid(), os.getgid()
+        problem = _unshare(CLONE_NEWUSER | CLONE_NEWNS) or _map_own_ids(uid, gid)
+        state.own_user_namespace = problem is None
+    if problem is not None:
+        return problem
+    # Without this, the mounts below could propagate to the host's mounts.
+    if _mount(None, "/", MS_REC | MS_PRIVATE) != 0:
+        return _last_error("making mounts private")
+    return None
+
+
+def _tmpfs(target: str, mode: str = "1777") -> bool:
+    return _mount("tmpfs", target, MS_NOSUID | MS_NODEV, "tmpfs", f"mode={mode}") == 0
+
+
+def strict_mounts(state: _State, policy: dict[str, Any]) -> dict[str, Any]:
+    """The strict box's file system, in a private mount namespace: a copy-on-write
+    overlay of the workspace whose writes vanish with the namespace (read-only where the
+    kernel offers no overlay), empty private /tmp, /var/tmp, /run and /dev/shm (pathname
+    sockets of the host's daemons, other runs' leftovers and work dirs are not there), no
+    terminals, and every other mount read-only."""
+    workspace = os.path.realpath(str(policy.get("workspace") or os.getcwd()))
+    private = [p for p in policy.get("private_dirs", ()) if isinstance(p, str) and os.path.isdir(p)]
+    owner = policy.get("run_as")
+    problem = _enter_mount_namespace(state)
+    if problem is not None:
+        return {"ok": False, "detail": problem}
+    o_path = getattr(os, "O_PATH", 0o10000000)
+    workspace_fd = os.open(workspace, o_path | os.O_DIRECTORY)
+    # What the run needs from inside the private dirs (an interpreter in /tmp/venv, the
+    # runner): shown again there, read-only (the read-only pass below).
+    keep: list[tuple[str, int]] = []
+    for path in dict.fromkeys(policy.get("keep", ())):
+        if isinstance(path, str) and _under(path, private) and not _under(path, [workspace]):
+            with contextlib.suppress(OSError):
+                keep.append((path, os.open(path, o_path)))
+    ours: list[str] = []  # mounts made here: left as they are by the read-only pass
+    # The overlay's upper layer lives in a scratch tmpfs that the fresh /dev/shm below
+    # then covers: the code sees its writes in the workspace, never the layer itself.
+    scratch = "/dev/shm"
+    workspace_mode = "none"
+    detail = ""
+    if _tmpfs(scratch, "700"):
+        os.mkdir(scratch + "/upper")
+        os.mkdir(scratch + "/work")
+    for directory in private:
+        if workspace == directory or _under(directory, [workspace]):
+            continue  # a workspace of / or /tmp itself: it stays visible, read-only below
+        if _tmpfs(directory):
+            ours.append(directory)
+    for path, fd in keep:
+        with contextlib.suppress(OSError):
+            if os.path.isdir(f"/proc/self/fd/{fd}"):
+                os.makedirs(path, mode=0o755, exist_ok=True)
+            else:
+                os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+                open(path, "a").close()
+            _mount(f"/proc/self/fd/{fd}", path, MS_BIND | MS_REC)
+        os.close(fd)
+    if not os.path.isdir(workspace):
+        os.makedirs(workspace, mode=0o755)  # the workspace was under a private dir
+    lower = f"/proc/self/fd/{workspace_fd}"
+    options = f"lowerdir={lower},upperdir={scratch}/upper,workdir={scratch}/work"
+    if _mount("overlay", workspace, 0, "overlay", options) == 0:
+        workspace_mode = "overlay"
+    else:
+        detail = _last_error("overlay") + "; the workspace is read-only instead"
+        if _mount(lower, workspace, MS_BIND | MS_REC) == 0:
+            workspace_mode = "read-only"
+    os.close(workspace_fd)
+    if workspace_mode == "overlay" and owner:
+        with contextlib.suppress(OSError):  # the run's uid may write its (throwaway) copy
+            os.chown(workspace, int(owner[0]), int(owner[1]))
+    if workspace_mode != "none":
+        ours.append(workspace)
+    if _tmpfs("/dev/shm"):
+        ours.append("/dev/shm")
+    hidden = []
+    if policy.get("hide_terminals"):
+        if os.path.isdir("/dev/pts") and _tmpfs("/dev/pts", "755"):
+            _mount(None, "/dev/pts", MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+            hidden.append("/dev/pts")
+        for device in ("/dev/tty", "/dev/ptmx", "/dev/console"):
+            if os.path.exists(device) and _mount("/dev/null", device, MS_BIND) == 0:
+                hidden.append(device)
+    failed = []
+    for target, flags in _mounts():
+        if target in ours or _under(target, [workspace, *ours, "/proc", "/dev/pts"]):
+            continue
+        if target in ("/dev", "/dev/null") or target in hidden:
+            continue  # device nodes: /dev/null and friends must stay usable
+        remount = MS_REMOUNT | MS_BIND | MS_RDONLY | flags
+        if _mount(None, target, remount) != 0:
+            failed.append(target)
+    try:
+        os.chdir(os.getcwd())  # our working directory is under the new mounts now
+    except OSError as exc:
+        return {"ok": False, "detail": f"working directory: {exc.strerror or exc}"}
+    if "/" in failed:
+        detail = "; ".join(part for part in (detail, "could not make / read-only") if part)
+    return {
+        "ok": workspace_mode != "none" and "/" not in failed,
+        "workspace": workspace_mode,
+        "private": [d for d in ours if d != workspace],
+        "hidden": hidden,
+        "readonly_failed": failed[:5],
+        "detail": detail,
+    }
 
 
 def read_only_mounts(state: _State, writable: list[str]) -> dict[str, Any]:
@@ -689,19 +807,63 @@ def _filesystem(policy: dict[str, Any], state: _State, report: dict[str, Any]) -
     fs["detail"] = "; ".join(missing) or "no mechanism was asked for"
 
 
+def _strict_filesystem(policy: dict[str, Any], state: _State, report: dict[str, Any]) -> None:
+    strict = policy.get("strict")
+    if not isinstance(strict, dict):
+        return
+    if not _is_linux():
+        report["mounts"] = {"ok": False, "detail": "needs Linux (mount namespaces)"}
+        return
+    merged = dict(strict, run_as=policy.get("run_as"))
+    done = _step(report, "mounts", lambda: strict_mounts(state, merged))
+    report["mounts"] = done or {"ok": False, "detail": "failed (see errors)"}
+
+
+def drop_all_capabilities() -> dict[str, Any]:
+    """Strict, staying root: every capability goes, from the bounding set too, so the
+    exec'd interpreter starts with none (root without DAC_OVERRIDE is bound by file
+    permissions like any user)."""
+    import ctypes
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [
+            ("effective", ctypes.c_uint32),
+            ("permitted", ctypes.c_uint32),
+            ("inheritable", ctypes.c_uint32),
+        ]
+
+    for capability in range(64):
+        if capability != 8:
+            _prctl(PR_CAPBSET_DROP, capability)
+    _prctl(PR_CAPBSET_DROP, 8)  # SETPCAP last: it is what allows dropping the others
+    _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+    header = Header(LINUX_CAPABILITY_VERSION_3, 0)
+    data = (Data * 2)()
+    if _libc().capset(ctypes.byref(header), data) != 0:
+        return {"ok": False, "detail": _last_error("capset")}
+    return {"ok": True, "detail": "all"}
+
+
 def apply(policy: dict[str, Any]) -> dict[str, Any]:
     """Confine this process as `policy` asks; returns what was applied and why not."""
-    report: dict[str, Any] = {}
+    report: dict[str, Any] = {"profile": policy.get("profile", "standard")}
     state = _State()
     if policy.get("nproc") and not policy.get("run_as"):
         report["nproc"] = limit_processes(int(policy["nproc"]))
     if policy.get("subreaper"):
         report["subreaper"] = bool(_step(report, "subreaper", become_subreaper))
     _network(policy, state, report)
+    _strict_filesystem(policy, state, report)
     _filesystem(policy, state, report)
-    if policy.get("drop_caps") and os.geteuid() == 0 and _is_linux():
-        report["capabilities"] = _step(report, "capabilities", drop_capabilities)
     run_as = policy.get("run_as")
+    if policy.get("drop_caps") and os.geteuid() == 0 and _is_linux():
+        if policy.get("drop_all_caps") and not run_as:
+            report["capabilities"] = _step(report, "capabilities", drop_all_capabilities)
+        else:
+            report["capabilities"] = _step(report, "capabilities", drop_capabilities)
     if run_as:
         if policy.get("nproc"):
             # Set while still root: for the new uid the limit is what bounds a fork bomb.
@@ -711,7 +873,7 @@ def apply(policy: dict[str, Any]) -> dict[str, Any]:
     if "abi" in fs and fs["mechanism"] is None:
         writable = [p for p in policy.get("writable", ()) if isinstance(p, str)]
         files = [p for p in policy.get("writable_files", ()) if isinstance(p, str)]
-        scope = not report["network"]["allowed"]
+        scope = bool(policy.get("scope_abstract", not report["network"]["allowed"]))
         done = _step(report, "filesystem", lambda: landlock(writable, files, scope))
         if done and done["ok"]:
             fs.update(
@@ -726,6 +888,55 @@ def apply(policy: dict[str, Any]) -> dict[str, Any]:
             fs["detail"] = "; ".join(fs["missing"])
     _seccomp_if_needed(policy, report)
     return report
+
+
+def program_paths(program: list[str]) -> list[str]:
+    """What the program needs to start: the interpreter's environment (a venv's root,
+    where pyvenv.cfg is, and the real interpreter's prefix) and the script's folder."""
+    found: list[str] = []
+    hop = os.path.abspath(program[0])
+    # Each link of the chain (a cached venv's python -> the server's venv's -> the real
+    # one) can be an environment whose site-packages the interpreter reads.
+    for _ in range(16):
+        root = os.path.dirname(os.path.dirname(hop))
+        if root not in ("", "/"):
+            found.append(root)
+        if not os.path.islink(hop):
+            break
+        hop = os.path.join(os.path.dirname(hop), os.readlink(hop))
+        hop = os.path.abspath(hop)
+    for argument in program[1:]:
+        if argument.endswith(".py") and os.path.isabs(argument):
+            found.append(os.path.dirname(argument))
+            break
+    return list(dict.fromkeys(found))
+
+
+def launch(argv: list[str]) -> None:
+    """``--launch FD FORMAT POLICY -- PROGRAM ARGS...``: confine this process as POLICY
+    asks, write what was applied to FD (before anything the user controls runs, so that
+    line can be trusted), then exec PROGRAM (the user's interpreter) inside the box.
+
+    Started as ``python -I -S`` from the server's own interpreter: no ``site``, no
+    ``.pth``, no PYTHON* variables, nothing from the workspace runs before the box exists.
+    """
+    split = argv.index("--")
+    head, program = argv[:split], argv[split + 1 :]
+    index = head.index("--launch")
+    fd, form, policy = int(head[index + 1]), head[index + 2], json.loads(head[index + 3])
+    if isinstance(policy.get("strict"), dict):
+        kept = [p for p in policy["strict"].get("keep", ()) if isinstance(p, str)]
+        policy["strict"]["keep"] = kept + program_paths(program)
+    report = apply(policy)
+    text = json.dumps({"sandbox": report}) if form == "json" else "sandbox " + json.dumps(report)
+    data = (text + "\n").encode("utf-8")
+    while data:
+        data = data[os.write(fd, data) :]
+    try:
+        os.execv(program[0], program)
+    except OSError as exc:
+        os.write(2, f"codeexec: cannot start {program[0]}: {exc.strerror or exc}\n".encode())
+        os._exit(127)
 
 
 def kill_descendants() -> None:
@@ -761,7 +972,10 @@ def _network_check() -> str:
 
 def main(argv: list[str]) -> None:
     """`--probe POLICY`: apply POLICY to this throwaway process and print the report,
-    with a check that each layer really holds, for `doctor`."""
+    with a check that each layer really holds, for `doctor`. `--launch`: see launch()."""
+    if "--launch" in argv:
+        launch(argv)
+        return
     policy = json.loads(argv[argv.index("--probe") + 1])
     report = apply(policy)
     if not policy.get("network"):

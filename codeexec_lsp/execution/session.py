@@ -15,9 +15,15 @@ Why it is built this way:
   group and a new worker; the result then says plainly that the state was lost. The
   worker only gets SIGINT after it said the run's code started, so a late interrupt never
   hits the idle worker or the next run.
-- Each worker is confined once, when it starts (sandbox.py): its own pids cgroup, shared
-  by its runs, and no network or writes outside the workspace; its runs inherit that.
-  A run that hits the process limit gets the extra processes killed, the worker kept.
+- Each worker is confined once, when it starts, by the launcher (launcher.py) before its
+  interpreter runs: the box of its profile, its own pids and memory cgroups, shared by
+  its runs. A run that hits the process limit gets the extra processes killed, the
+  worker kept.
+- The interpreter is resolved once, when a session starts: if the workspace's interpreter
+  changes later (a new `.venv/bin/python`), runs stay on the session's and say so, until
+  the user restarts the session. Nothing a run writes changes what the next run starts.
+- Every reply line is read up to a bound (RESULT_CAP_FACTOR × maxOutputBytes): past it the
+  worker is killed and the run ends with status `limit`.
 - Runs on one session are queued in arrival order (asyncio.Lock wakes waiters FIFO).
 - Throwaway runs, such as verifying a fix, belong in LocalExecutor: a fresh process cannot
   touch the session's state.
@@ -33,12 +39,14 @@ import secrets
 import signal
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from codeexec_lsp.execution.base import Limits, RunRequest
+from codeexec_lsp.execution.base import Limits, Profile, RunRequest
 from codeexec_lsp.execution.capture import BoundedCapture, DelimitedStream
+from codeexec_lsp.execution.launcher import Box, launch
+from codeexec_lsp.execution.local import memory_limit_message, result_cap
 from codeexec_lsp.execution.outcome import (
     StopReason,
     build_result,
@@ -52,7 +60,7 @@ from codeexec_lsp.execution.outcome import (
     signal_name,
     start_failure_message,
 )
-from codeexec_lsp.execution.sandbox import ProcessGuard, SandboxSpec, build_report
+from codeexec_lsp.execution.sandbox import ProcessGuard
 from codeexec_lsp.results import ErrorInfo, RunResult, Status
 
 NAME = "session"
@@ -71,6 +79,7 @@ DRAIN_GRACE_S = 1.0  # an escaped grandchild may hold the pipes open forever
 STATE_LOST = "its state (variables, imports) was lost"
 
 SessionKey = tuple[str, str]
+REPLY_TOO_LARGE = "reply too large"
 
 
 @dataclass(frozen=True)
@@ -85,8 +94,11 @@ class _StartConfig:
     max_open_files: int
     network: bool = False
     max_processes: int = Limits().max_processes
+    profile: Profile = "standard"
     # Added per run instead: different files of one workspace need different entries.
     sys_path: tuple[str, ...] = field(default=(), compare=False)
+    # Bounds each reply line; the run's own maxOutputBytes is checked per run.
+    reply_cap: int = field(default=10_000_000, compare=False)
 
     @classmethod
     def of(
@@ -97,6 +109,7 @@ class _StartConfig:
         limits: Limits,
         sys_path: Sequence[str],
         network: bool = False,
+        profile: Profile = "standard",
     ) -> _StartConfig:
         return cls(
             python=python,
@@ -107,12 +120,24 @@ class _StartConfig:
             max_open_files=limits.max_open_files,
             network=network,
             max_processes=limits.max_processes,
+            profile=profile,
             sys_path=tuple(sys_path),
+            reply_cap=result_cap(limits),
         )
 
     @property
     def key(self) -> SessionKey:
-        return (self.python, self.cwd)
+        return (self.cwd, self.profile)
+
+    @property
+    def box(self) -> Box:
+        limits = Limits(
+            memory_mb=self.memory_mb,
+            max_file_mb=self.max_file_mb,
+            max_open_files=self.max_open_files,
+            max_processes=self.max_processes,
+        )
+        return Box.of(self.cwd, dict(self.env), limits, self.profile, self.network)
 
     def start_message(self) -> dict[str, Any]:
         return {
@@ -165,19 +190,24 @@ class _Worker:
     """One worker process: its pipes, the run it is doing, and how it ended."""
 
     def __init__(
-        self, process: asyncio.subprocess.Process, config: _StartConfig, guard: ProcessGuard
+        self,
+        process: asyncio.subprocess.Process,
+        config: _StartConfig,
+        guard: ProcessGuard,
+        box: Box,
     ) -> None:
         loop = asyncio.get_running_loop()
         self.process = process
         self.pid = process.pid
         self.config = config
         self.guard = guard
-        self.sandbox: dict[str, Any] | None = None  # what the worker says it applied
+        self.box = box
+        self.sandbox: dict[str, Any] | None = None  # what the launcher applied
         self._sandbox_report: dict[str, Any] | None = None
         self.streams = (DelimitedStream(), DelimitedStream())
         self.output_closed = (loop.create_future(), loop.create_future())
         self.run_state: _RunState | None = None
-        self.results = asyncio.StreamReader(limit=1 << 30)
+        self.results = asyncio.StreamReader(limit=config.reply_cap)
         self.transports: list[asyncio.BaseTransport] = []
         self.requests: asyncio.WriteTransport | None = None
         self.killed_for: str | None = None  # why the server killed it on purpose
@@ -191,35 +221,41 @@ class _Worker:
 
         Raises OSError when the interpreter cannot be started at all.
         """
-        spec = SandboxSpec.for_run(
-            config.cwd, dict(config.env), config.network, config.max_processes
-        )
-        guard = ProcessGuard(spec.max_processes)
+        box = config.box
+        guard = box.guard()
         request_read, request_write = os.pipe()
         result_read, result_write = os.pipe()
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
         child_ends = (request_read, result_write, out_write, err_write)
+        program = [
+            config.python,
+            "-u",
+            str(WORKER),
+            "--request-fd",
+            str(request_read),
+            "--result-fd",
+            str(result_write),
+            "--parent-pid",
+            str(os.getpid()),
+        ]
+        if guard.tracks_tree:
+            # Without a cgroup the worker, a subreaper (set by the launcher), kills what
+            # its runs left behind when it exits; the box itself is already in place.
+            program += ["--sandbox", json.dumps({"subreaper": True})]
         try:
-            process = await asyncio.create_subprocess_exec(
-                config.python,
-                "-u",
-                str(WORKER),
-                "--request-fd",
-                str(request_read),
-                "--result-fd",
-                str(result_write),
-                "--parent-pid",
-                str(os.getpid()),
-                "--sandbox",
-                json.dumps(spec.policy(guard)),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=out_write,
-                stderr=err_write,
+            process = await launch(
+                box,
+                guard,
+                program,
+                report_fd=result_write,
+                form="json",
                 cwd=config.cwd,
                 env=dict(config.env),
                 pass_fds=(request_read, result_write),
-                start_new_session=True,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out_write,
+                stderr=err_write,
             )
         except BaseException:
             for fd in (request_write, result_read, out_read, err_read):
@@ -229,7 +265,7 @@ class _Worker:
         finally:
             for fd in child_ends:
                 os.close(fd)
-        worker = cls(process, config, guard)
+        worker = cls(process, config, guard, box)
         adopted = asyncio.ensure_future(guard.adopt(process.pid))
         try:
             await worker._connect(request_write, result_read, out_read, err_read)
@@ -270,6 +306,8 @@ class _Worker:
         try:
             line = await self.results.readline()
         except ValueError:
+            # Longer than the bound: the reply is the run's to write, our memory is not.
+            self.kill(REPLY_TOO_LARGE)
             return None
         if not line.endswith(b"\n"):
             return None
@@ -282,14 +320,16 @@ class _Worker:
     def sandbox_report(self) -> dict[str, Any]:
         """What confines this worker (and so each of its runs); it is fixed at start."""
         if self._sandbox_report is None:
-            report = build_report(self.guard, self.sandbox, self.config.network)
-            self._sandbox_report = report.to_json()
+            self._sandbox_report = self.box.report(self.guard, self.sandbox).to_json()
         return self._sandbox_report
 
     async def _read_ready(self) -> bool:
+        # The first line is the launcher's, written before the user's interpreter started:
+        # the only report of the box that is trusted ("sandbox" in `ready` is ignored).
+        first = await self.read_message()
+        if first and isinstance(first.get("sandbox"), dict):
+            self.sandbox = first["sandbox"]
         message = await self.read_message()
-        if message and isinstance(message.get("sandbox"), dict):
-            self.sandbox = message["sandbox"]
         return bool(message and message.get("ready"))
 
     # --- output ------------------------------------------------------------------------
@@ -415,6 +455,7 @@ class _Session:
         self.config: _StartConfig | None = None
         self.note = ""  # told with the next run: why earlier state is gone
         self.closed = False  # runs still queued when the executor closed must not restart it
+        self.wanted_python: str | None = None  # the workspace's, once it differs from ours
         self.cleanups: set[asyncio.Future[None]] = set()
 
     async def ensure_worker(self, config: _StartConfig | None = None) -> _Worker:
@@ -480,8 +521,19 @@ class _Session:
             request.env,
             request.limits,
             request.sys_path,
-            request.network,
+            request.network_allowed,
+            request.sandbox,
         )
+        note = ""
+        if self.config is not None and self.config.python != request.python:
+            # Resolved once per session: a new interpreter in the workspace (perhaps one
+            # that a run planted) is only used once the user restarts the session.
+            self.wanted_python = request.python
+            note = (
+                f"This session still runs {self.config.python}; the workspace's interpreter "
+                f"is now {request.python}. Restart the session (codeexec.restart) to use it."
+            )
+            config = replace(config, python=self.config.python)
         try:
             worker = await self.ensure_worker(config)
         except OSError as exc:
@@ -503,7 +555,7 @@ class _Session:
             return internal_result(request, NAME, message, started)
         if cancel is not None and cancel.is_set():
             return _cancelled(request, started)
-        note, self.note = self.note, ""
+        note, self.note = " ".join(part for part in (self.note, note) if part), ""
         try:
             return await self._run_on(worker, request, cancel, started, note)
         except asyncio.CancelledError:
@@ -532,6 +584,7 @@ class _Session:
         worker.runs += 1
         run_id = worker.runs
         limit_hits = worker.guard.limit_events()
+        memory_kills = worker.guard.memory_events()
         marker = f"\x00codeexec-end:{secrets.token_hex(16)}\x00"
         worker.begin_run(run, marker.encode("ascii"))
         worker.send(
@@ -562,6 +615,7 @@ class _Session:
                 await worker.guard.kill(worker.pid)
                 await worker.drain()
             limit_hits = worker.guard.limit_events() - limit_hits
+            memory_kills = worker.guard.memory_events() - memory_kills
             if not worker.guard.counts_refusals and reported is not None:
                 limit_hits += looks_like_refused_fork(error_from_json(reported.get("error")))
             if limit_hits and worker.alive:
@@ -571,7 +625,15 @@ class _Session:
         finally:
             worker.end_run()
         return await self._result(
-            worker, request, reported, reason, run, started, note, run_id, limit_hits > 0
+            worker,
+            request,
+            reported,
+            reason,
+            run,
+            started,
+            note,
+            run_id,
+            (limit_hits > 0, memory_kills > 0),
         )
 
     async def _supervise(
@@ -651,13 +713,24 @@ class _Session:
         started: float,
         note: str,
         run_id: int,
-        over_limit: bool,
+        over: tuple[bool, bool],
     ) -> RunResult:
+        over_limit, over_memory = over
         lost = ""
         classified: tuple[Status, ErrorInfo | None, str]
         if reported is None and worker.killed_for in ("restart", "close"):
             stopped_by = "restarted" if worker.killed_for == "restart" else "closed"
             classified = ("cancelled", None, f"Cancelled: the session was {stopped_by}.")
+        elif reported is None and worker.killed_for == REPLY_TOO_LARGE:
+            message = (
+                f"Stopped: the code sent more than {worker.config.reply_cap:,} bytes of result "
+                "(10 × codeexec.maxOutputBytes), so the session was killed: "
+                f"{STATE_LOST}. Print less, or raise maxOutputBytes."
+            )
+            classified = ("limit", None, message)
+            await self.replace_lost(
+                worker, f"New session: the previous one sent too large a result, so {STATE_LOST}."
+            )
         else:
             returncode = worker.process.returncode if reported is None else None
             classified = classify(request.limits, returncode, reported, reason)
@@ -681,6 +754,8 @@ class _Session:
         if over_limit and reason != "processes":
             kept = "" if lost else "; the session's state was kept"
             classified = over_process_limit(classified, request.limits, kept)
+        if over_memory and classified[0] != "ok":
+            classified = ("limit", classified[1], memory_limit_message(request.limits))
         status, error, message = classified
         message = " ".join(part for part in (note, message, lost) if part)
         return build_result(
@@ -737,7 +812,7 @@ class SessionExecutor:
 
     async def run(self, request: RunRequest, cancel: asyncio.Event | None = None) -> RunResult:
         started = time.perf_counter()
-        session = self._session((request.python, request.cwd))
+        session = self._session((request.cwd, request.sandbox))
         if not await _acquire(session.lock, cancel):
             return _cancelled(request, started)
         try:
@@ -754,14 +829,18 @@ class SessionExecutor:
         env: Mapping[str, str],
         limits: Limits | None = None,
         sys_path: Sequence[str] = (),
-        network: bool = False,
+        network: bool | None = None,
+        profile: Profile = "standard",
     ) -> bool:
         """Start the worker that a request with these fields would use, so the first run
         does not wait for an interpreter to start. False if it could not start (the next
         run reports why). Pass the fields of the RunRequest that build_request makes: a
         run whose env or limits differ would need a new worker."""
-        config = _StartConfig.of(python, cwd, env, limits or Limits(), sys_path, network)
+        allowed = network if network is not None else profile == "standard"
+        config = _StartConfig.of(python, cwd, env, limits or Limits(), sys_path, allowed, profile)
         session = self._session(config.key)
+        if session.config is not None and session.config.python != python:
+            return session.worker is not None and session.worker.alive
         async with session.lock:
             try:
                 worker = await session.ensure_worker(config)
@@ -778,14 +857,18 @@ class SessionExecutor:
         runs go to the new worker. Returns how many sessions were restarted."""
         chosen = [
             session
-            for (session_python, session_cwd), session in self._sessions.items()
+            for (session_cwd, _), session in self._sessions.items()
             if session.config is not None
-            and python in (None, session_python)
+            and python in (None, session.config.python, session.wanted_python)
             and cwd in (None, session_cwd)
         ]
         for session in chosen:
             old, session.worker = session.worker, None
             session.note = ""
+            if session.wanted_python and session.config is not None:
+                # A restart is how the user takes up the workspace's new interpreter.
+                session.config = replace(session.config, python=session.wanted_python)
+                session.wanted_python = None
             if old is not None:
                 await old.stop("restart")
             with contextlib.suppress(OSError):
@@ -794,7 +877,7 @@ class SessionExecutor:
         return len(chosen)
 
     def pids(self) -> dict[SessionKey, int]:
-        """The live workers' process ids (for doctor output and tests)."""
+        """The live workers' process ids by (cwd, profile) (for doctor output and tests)."""
         return {
             key: session.worker.pid
             for key, session in self._sessions.items()

@@ -4,6 +4,7 @@ fallbacks are forced by shortening the server's list of mechanisms."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import logging
 import os
@@ -17,6 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -90,7 +92,7 @@ async def executor(request: pytest.FixtureRequest) -> AsyncIterator[Executor]:
         await chosen.close()
 
 
-async def run(executor: Executor, code: str, workspace: Path, **fields: object) -> RunResult:
+async def run(executor: Executor, code: str, workspace: Path, **fields: Any) -> RunResult:
     return await asyncio.wait_for(executor.run(request_for(code, workspace, **fields)), 60)
 
 
@@ -305,16 +307,19 @@ def connect_code(port: int) -> str:
 
 
 @needs_linux
-async def test_network_is_off_by_default(
+async def test_strict_runs_have_no_network(
     executor: Executor, tmp_path: Path, loopback_server: int
 ) -> None:
-    result = await run(executor, connect_code(loopback_server), tmp_path)
+    result = await run(executor, connect_code(loopback_server), tmp_path, sandbox="strict")
     skip_unless_applied(result, "network")
     assert result.status == "error" and result.error is not None
     assert result.error.type in ("OSError", "PermissionError")
     assert "Network is unreachable" in result.error.message or "denied" in result.error.message
     resolved = await run(
-        executor, "import socket\nsocket.getaddrinfo('example.com', 443)\n", tmp_path
+        executor,
+        "import socket\nsocket.getaddrinfo('example.com', 443)\n",
+        tmp_path,
+        sandbox="strict",
     )
     assert resolved.error is not None and resolved.error.type == "socket.gaierror"
     assert result.extra["sandbox"]["network"]["applied"]
@@ -322,23 +327,65 @@ async def test_network_is_off_by_default(
 
 
 @needs_linux
-async def test_network_true_allows_a_loopback_connection(
+async def test_standard_runs_reach_the_loopback_with_urllib(
+    executor: Executor, tmp_path: Path
+) -> None:
+    """The user's own code runs as in their terminal: an HTTP server on 127.0.0.1 answers."""
+    import http.server
+    import threading
+
+    class Hello(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"hello over http")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        code = (
+            "import urllib.request\n"
+            f"urllib.request.urlopen('http://127.0.0.1:{server.server_port}/', timeout=10).read()\n"
+        )
+        result = await run(executor, code, tmp_path)
+        strict = await run(executor, code, tmp_path, sandbox="strict")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (result.status, result.value) == ("ok", "b'hello over http'"), result
+    assert result.extra["sandbox"]["summary"].startswith("standard · network on")
+    assert strict.status == "error", strict
+
+
+@needs_linux
+async def test_network_true_overrides_the_strict_profile(
     executor: Executor, tmp_path: Path, loopback_server: int
 ) -> None:
-    result = await run(executor, connect_code(loopback_server), tmp_path, network=True)
+    code = connect_code(loopback_server)
+    result = await run(executor, code, tmp_path, sandbox="strict", network=True)
     assert (result.status, result.value) == ("ok", "b'hello from the test'"), result
-    assert "network on (codeexec.network)" in result.extra["sandbox"]["summary"]
+    assert result.extra["sandbox"]["summary"].startswith("strict · network on")
     # Off again for the next run: a pre-started child or a worker is never shared.
-    off = await run(executor, connect_code(loopback_server), tmp_path)
+    off = await run(executor, code, tmp_path, sandbox="strict")
+    assert off.status == "error"
+    off = await run(executor, code, tmp_path, network=False)
     assert off.status == "error"
 
 
-def test_network_setting_is_validated() -> None:
+def test_network_and_sandbox_settings_are_validated() -> None:
     assert parse_settings({"network": True})[0].network is True
-    settings, warnings = parse_settings({"network": "yes"})
-    assert settings.network is False
+    assert parse_settings({})[0].network is None
+    assert parse_settings({"sandbox": "strict"})[0].sandbox == "strict"
+    settings, warnings = parse_settings({"network": "yes", "sandbox": "loose"})
+    assert settings.network is None and settings.sandbox == "standard"
     assert warnings == [
-        "codeexec.network: expected true or false, got 'yes'; using the default (False)"
+        'codeexec.sandbox: expected one of "standard", "strict", got \'loose\'; '
+        "using the default ('standard')",
+        "codeexec.network: expected true or false, got 'yes'; using the default (None)",
     ]
 
 
@@ -356,12 +403,14 @@ async def test_network_fallbacks(
 ) -> None:
     monkeypatch.setattr(sandbox, "NETWORK_METHODS", (method,))
     code = connect_code(loopback_server).replace("s.recv(100)", "0")
-    result = await run(LocalExecutor(), code, tmp_path)
+    result = await run(LocalExecutor(), code, tmp_path, sandbox="strict")
     skip_unless_applied(result, "network")
     assert result.error is not None and message in result.error.message, result
     assert result.extra["sandbox"]["network"]["mechanism"] == sandbox.NETWORK_NAMES[method]
     # Local sockets still work: multiprocessing and asyncio need them.
-    pair = await run(LocalExecutor(), "import socket\nlen(socket.socketpair())\n", tmp_path)
+    pair = await run(
+        LocalExecutor(), "import socket\nlen(socket.socketpair())\n", tmp_path, sandbox="strict"
+    )
     assert pair.value == "2"
 
 
@@ -386,43 +435,85 @@ os.rename('sub/dir', 'sub/moved')
 
 @needs_linux
 @pytest.mark.parametrize("method", ["landlock", "mountns"])
-async def test_writes_outside_the_workspace_and_temp_dir_are_refused(
+async def test_strict_writes_are_refused_or_thrown_away(
     executor: Executor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str
 ) -> None:
+    """Strict: /etc and home are read-only; /tmp (and anything under it) is a private
+    tmpfs; the workspace is a copy-on-write view: every write is gone after the run."""
     if method == "mountns" and not ROOT:
         pytest.skip("the mount-namespace fallback is tested as root only")
     monkeypatch.setattr(sandbox, "FILESYSTEM_METHODS", (method,))
-    # A workspace and a temp dir of their own, so that /tmp itself counts as outside.
-    workspace, temp = tmp_path / "ws", tmp_path / "tmp"
+    workspace = tmp_path / "ws"
     workspace.mkdir()
-    temp.mkdir()
+    (workspace / "kept.txt").write_text("original")
     token = uuid.uuid4().hex
-    targets = {
-        "etc": f"/etc/codeexec-{token}",
+    refused_targets = {"etc": f"/etc/codeexec-{token}", "opt": f"/opt/codeexec-{token}"}
+    home = Path.home()
+    if not (home.is_relative_to("/tmp") or home.is_relative_to(tmp_path)):
+        refused_targets["home"] = str(home / f"codeexec-outside-{token}.txt")
+    private_targets = {
         "tmp": f"/tmp/codeexec-outside-{token}",
         "parent": str(tmp_path / f"outside-{token}"),
     }
-    home = Path.home()
-    if not (home.is_relative_to("/tmp") or home.is_relative_to(tmp_path)):
-        targets["home"] = str(home / f"codeexec-outside-{token}.txt")
-    request = request_for(f"TARGETS = {targets!r}\n" + WRITES, workspace)
-    request = replace(request, env={**request.env, "TMPDIR": str(temp)})
+    targets = {**refused_targets, **private_targets}
+    code = f"TARGETS = {targets!r}\n" + WRITES + "\nopen('kept.txt', 'w').write('changed')\n"
+    request = replace(request_for(code, workspace), sandbox="strict")
     try:
         result = await asyncio.wait_for(executor.run(request), 60)
-        skip_unless_applied(result, "filesystem")
-        assert result.status == "ok", result
-        refused = (
-            "PermissionError: Permission denied"
-            if method == "landlock"
-            else "OSError: Read-only file system"
+        skip_unless_applied(result, "mounts")
+        assert (result.status, result.value) == ("ok", "7"), result
+        assert (workspace / "kept.txt").read_text() == "original"
+        assert not (workspace / "sub").exists()
+        if isinstance(executor, SessionExecutor):
+            # A strict session's copy of the workspace lives as long as the session.
+            assert await executor.restart() == 1
+        shown = await asyncio.wait_for(
+            executor.run(
+                replace(
+                    request_for(f"TARGETS = {targets!r}\n" + WRITES, workspace), sandbox="strict"
+                )
+            ),
+            60,
         )
-        assert result.value == repr(({name: refused for name in targets}, "written", "written"))
-        assert (workspace / "sub" / "moved" / "f").read_text() == "x"
-        assert len(list(temp.iterdir())) == 1  # the mkstemp file
-        assert result.extra["sandbox"]["filesystem"]["applied"]
+        outcome, temp, moved = ast.literal_eval(str(shown.value))
+        assert (temp, moved) == ("written", "written")
+        for name in refused_targets:
+            assert outcome[name] in (
+                "PermissionError: Permission denied",
+                "OSError: Read-only file system",
+            ), outcome
+        for name in private_targets:
+            assert outcome[name] == "written", outcome  # in the run's own /tmp
+        assert shown.extra["sandbox"]["mounts"]["applied"]
+        assert "overlay" in shown.extra["sandbox"]["summary"]
     finally:
         leaked = remove_leaks(targets.values())
         assert not leaked, f"writes outside the workspace got through: {leaked}"
+
+
+@needs_linux
+async def test_standard_runs_write_wherever_the_user_may(
+    executor: Executor, tmp_path: Path
+) -> None:
+    """The user's own code writes ~/.cache (a temporary HOME here) and outside the
+    workspace, as `python file.py` would."""
+    workspace, home = tmp_path / "ws", tmp_path / "home"
+    workspace.mkdir()
+    home.mkdir()
+    outside = tmp_path / f"outside-{uuid.uuid4().hex}.txt"
+    code = (
+        "import os, pathlib\n"
+        "cache = pathlib.Path(os.path.expanduser('~/.cache/x'))\n"
+        "cache.parent.mkdir(parents=True, exist_ok=True)\n"
+        "cache.write_text('cached')\n"
+        f"open({str(outside)!r}, 'w').write('outside')\n"
+    )
+    request = request_for(code, workspace)
+    request = replace(request, env={**request.env, "HOME": str(home)})
+    result = await asyncio.wait_for(executor.run(request), 60)
+    assert result.status == "ok", result
+    assert (home / ".cache" / "x").read_text() == "cached"
+    assert outside.read_text() == "outside"
 
 
 @needs_linux
@@ -469,11 +560,10 @@ async def test_a_run_reports_its_layers_and_the_hover_shows_them(tmp_path: Path)
     applied = result.extra["sandbox"]
     assert set(applied) >= {"processes", "network", "filesystem", "summary"}
     markdown = hover_markdown(RunRecord(0, 0, result, "line 1", str(tmp_path / "snippet.py")))
-    assert f"_{applied['summary']}_" in markdown
+    assert applied["summary"] in markdown.replace("\\", "")  # hover may escape Markdown
     if LINUX and PLAN.mechanism == "cgroup":
-        assert applied["summary"] == (
-            "network off · writes limited to the workspace and temp dir · "
-            "processes ≤ 256 (pids cgroup)"
+        assert applied["summary"].startswith(
+            "standard · network on · server out of reach · processes ≤ 256 (pids cgroup)"
         )
 
 
@@ -486,12 +576,13 @@ async def test_missing_mechanisms_are_said_plainly(
     forced_plan.setattr(sandbox, "process_plan", lambda: ProcessPlan("group", missing=missing))
     forced_plan.setattr(sandbox, "_warned", set())
     with caplog.at_level(logging.WARNING, logger="codeexec_lsp.sandbox"):
-        first = await run(LocalExecutor(), "1 + 1\n", tmp_path)
-        second = await run(LocalExecutor(), "1 + 1\n", tmp_path)
+        first = await run(LocalExecutor(), "1 + 1\n", tmp_path, sandbox="strict")
+        second = await run(LocalExecutor(), "1 + 1\n", tmp_path, sandbox="strict")
     assert (first.status, first.value, second.value) == ("ok", "2", "2")
-    assert first.extra["sandbox"]["summary"] == (
-        "⚠ network NOT blocked · ⚠ writes NOT limited · ⚠ processes NOT bounded"
-    )
+    summary = first.extra["sandbox"]["summary"]
+    assert summary.startswith("strict · ⚠ network NOT blocked · "), summary
+    assert summary.endswith(" · ⚠ processes NOT bounded"), summary
+    assert "workspace" in summary  # the mount namespace does not depend on these lists
     warnings = [r.getMessage() for r in caplog.records if "NOT confined" in r.getMessage()]
     assert len(warnings) == 3  # once per layer, not once per run
     assert first.extra["sandbox"]["processes"]["missing"] == list(missing)
@@ -520,7 +611,11 @@ def test_report_lines_name_each_layer_and_why_better_ones_are_missing() -> None:
     assert "off (seccomp filter refusing inet sockets)" in text
     assert "not used: network namespace: unshare: Operation not permitted" in text
     assert "filesystem  NOT applied: Landlock is not in this kernel" in text
-    assert report.summary() == ("network off · ⚠ writes NOT limited · processes ≤ 64 (supervisor)")
+    assert report.summary() == (
+        "standard · network off · ⚠ server's processes NOT out of reach · "
+        "processes ≤ 64 (supervisor)"
+    )
+    assert "without Landlock, code of the same uid can read the server's /proc" in text
     unreported = sandbox.build_report(guard, None, network_allowed=False)
     assert not unreported.network.applied and "did not report" in unreported.network.detail
 
@@ -592,7 +687,7 @@ def test_a_non_root_server_degrades_to_what_it_may_do(shared_folder: Path) -> No
         "snip = Snippet(code=code, path=folder + '/s.py', document=code,\n"
         "               first_line=0, last_line=2, kind='file')\n"
         "request = RunRequest(snip, sys.executable, folder, {'PATH': '/usr/bin'},\n"
-        "                     Limits(timeout_s=20))\n"
+        "                     Limits(timeout_s=20), sandbox='strict')\n"
         "result = asyncio.run(LocalExecutor().run(request))\n"
         "print('RESULT', result.status, result.extra['sandbox']['summary'])\n"
     )
@@ -608,4 +703,5 @@ def test_a_non_root_server_degrades_to_what_it_may_do(shared_folder: Path) -> No
     assert done.returncode == 0, done.stderr
     assert "supervisor" in done.stdout and "RLIMIT_NPROC" in done.stdout
     assert "not used: pids cgroup: no write access" in done.stdout
-    assert "RESULT limit network off" in done.stdout and "(supervisor)" in done.stdout
+    assert "RESULT limit strict · network off" in done.stdout, done.stdout
+    assert "(supervisor)" in done.stdout

@@ -115,9 +115,9 @@ async def test_warm_starts_the_worker_the_first_run_uses(
         request.python, request.cwd, request.env, request.limits, request.sys_path
     )
     pids = session.pids()
-    assert list(pids) == [(request.python, request.cwd)]
+    assert list(pids) == [(request.cwd, "standard")]
     result = await session.run(request)
-    assert result.value == str(pids[(request.python, request.cwd)])
+    assert result.value == str(pids[(request.cwd, "standard")])
 
 
 async def test_a_change_of_start_settings_restarts_and_says_so(
