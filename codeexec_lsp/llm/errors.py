@@ -36,7 +36,13 @@ _CONTEXT_PHRASES = (
     "too many tokens",
     "reduce the length",
 )
-_QUOTA_NAMES = ("insufficient_quota", "quota_exceeded", "billing_hard_limit", "billing_not_active")
+_QUOTA_NAMES = (
+    "insufficient_quota",
+    "quota_exceeded",
+    "billing_hard_limit",
+    "billing_not_active",
+    "budget_exceeded",  # LiteLLM's per-key/team budgets
+)
 _QUOTA_PHRASES = (
     "exceeded your current quota",
     "insufficient_quota",
@@ -44,6 +50,8 @@ _QUOTA_PHRASES = (
     "credit balance is too low",
     "quota exceeded",
     "out of credits",
+    "insufficient credits",  # OpenRouter's 402
+    "budget has been exceeded",
 )
 _RATE_NAMES = ("rate_limit", "ratelimit", "throttl", "too_many_requests")
 _AUTH_NAMES = (
@@ -290,7 +298,7 @@ def classify(http_status: int | None, error: ServerError) -> ErrorKind:
     names, text = error.names, error.search_text()
     # A used-up quota is reported as a 429 by OpenAI, a 400 by Anthropic ("credit balance"),
     # anything by gateways; whatever the status, retrying cannot help.
-    if _any(names, _QUOTA_NAMES) or _says(text, _QUOTA_PHRASES):
+    if status == 402 or _any(names, _QUOTA_NAMES) or _says(text, _QUOTA_PHRASES):
         return ErrorKind.QUOTA
     rate_named = _any(names, _RATE_NAMES)
     overloaded = _any(names, _OVERLOAD_PHRASES) or _says(text, _OVERLOAD_PHRASES)

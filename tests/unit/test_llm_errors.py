@@ -473,6 +473,27 @@ def test_clean_message_keeps_the_text_before_a_blank_line_or_traceback() -> None
         (None, {"type": "error", "error": {"type": "api_error"}}, ErrorKind.UNAVAILABLE),
         (None, {"error": {"message": "something odd"}}, ErrorKind.OTHER),
         (503, {"error": "model is loading"}, ErrorKind.UNAVAILABLE),
+        # OpenRouter: Payment Required, with the status as a number in `code`.
+        (402, {"error": {"message": "Insufficient credits", "code": 402}}, ErrorKind.QUOTA),
+        # LiteLLM's per-key budget.
+        (
+            400,
+            {"error": {"message": "Budget has been exceeded!", "type": "budget_exceeded"}},
+            ErrorKind.QUOTA,
+        ),
+        # Ollama and vLLM name the model in a 404.
+        (404, {"error": 'model "llama9" not found, try pulling it first'}, ErrorKind.MODEL),
+        (
+            404,
+            {"object": "error", "message": "The model `x` does not exist.", "code": 404},
+            ErrorKind.MODEL,
+        ),
+        # Anthropic's 413 for a request over its size limit.
+        (
+            413,
+            {"type": "error", "error": {"type": "request_too_large", "message": "too big"}},
+            ErrorKind.CONTEXT,
+        ),
     ],
 )
 def test_classify(status: int | None, body: object, kind: ErrorKind) -> None:
