@@ -63,7 +63,10 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "capture": ("codeexec_lsp/execution/capture.py", ["tests/unit/test_capture.py"]),
     "local": ("codeexec_lsp/execution/local.py", ["tests/unit/test_local_executor.py"]),
     # edits and fixes
-    "edits": ("codeexec_lsp/edits.py", ["tests/unit/test_edits.py"]),
+    "edits": (
+        "codeexec_lsp/edits.py",
+        ["tests/unit/test_edits.py", "tests/unit/test_edit_boundaries.py"],
+    ),
     "fix": ("codeexec_lsp/actions/fix.py", ["tests/unit/test_untrusted_answers.py", PROMISES]),
     "untrusted": ("codeexec_lsp/actions/untrusted.py", ["tests/unit/test_untrusted_answers.py"]),
     # the /execute API's auth and limits
