@@ -213,7 +213,7 @@ class _StreamFailure(Exception):
 
 
 @functools.cache
-def _ssl_context(trust_env: bool) -> ssl.SSLContext:
+def ssl_context(trust_env: bool) -> ssl.SSLContext:
     # Loading the CA bundle costs tens of milliseconds; a client per request would pay it
     # every time. SSL_CERT_FILE / SSL_CERT_DIR are therefore read once, on first use.
     return httpx.create_ssl_context(trust_env=trust_env)
@@ -330,7 +330,7 @@ class HttpChatModel(abc.ABC):
         body = self._body(messages, max_tokens)
         trust_env = not is_local_url(self.base_url)
         async with httpx.AsyncClient(
-            timeout=self._timeouts(), trust_env=trust_env, verify=_ssl_context(trust_env)
+            timeout=self._timeouts(), trust_env=trust_env, verify=ssl_context(trust_env)
         ) as client:
             attempt = 0
             while True:
@@ -531,11 +531,13 @@ class HttpChatModel(abc.ABC):
             else ""
         )
         if kind is ErrorKind.QUOTA:
+            whose = f"the key in {self.api_key_env}"
+            if upstream:
+                whose += " (or of the gateway's account upstream)"
             return LlmQuotaExceeded(
                 f"Your account's quota is used up: {self._where} refused the request ({detail}). "
-                f"Check the plan and billing of the account behind the key in "
-                f"{self.api_key_env}{' (or the gateway’s upstream account)' if upstream else ''};"
-                " retrying will not help until it is topped up."
+                f"Check the plan and billing of {whose}; retrying will not help until it is "
+                "topped up."
             )
         if kind is ErrorKind.AUTH:
             if not key:

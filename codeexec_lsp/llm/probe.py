@@ -26,7 +26,7 @@ from codeexec_lsp.config import LlmSettings
 from codeexec_lsp.llm.base import LlmError
 from codeexec_lsp.llm.errors import ErrorKind, ServerError, classify, read_error
 from codeexec_lsp.llm.factory import make_chat_model
-from codeexec_lsp.llm.http import HttpChatModel, _ssl_context, is_local_url
+from codeexec_lsp.llm.http import HttpChatModel, is_local_url, ssl_context
 
 # A check should answer quickly even when llm.timeout allows a slow model minutes.
 PROBE_TIMEOUT = 10.0
@@ -104,7 +104,7 @@ class _Probe:
         trust_env = not is_local_url(self.chat.base_url)
         limits = httpx.Timeout(self.timeout, connect=min(self.timeout, 5.0))
         async with httpx.AsyncClient(
-            timeout=limits, trust_env=trust_env, verify=_ssl_context(trust_env)
+            timeout=limits, trust_env=trust_env, verify=ssl_context(trust_env)
         ) as client:
             try:
                 if self.anthropic:
