@@ -254,6 +254,9 @@ class ServerController implements vscode.Disposable {
           },
           // Push the mapped settings, not VS Code's raw ones (with nulls and client keys).
           didChangeConfiguration: async () => {
+            if (client.state === State.Stopped) {
+              return; // stopping for a restart, or failed: the next start reads the settings
+            }
             await client.sendNotification(
               DidChangeConfigurationNotification.type,
               didChangeConfigurationPayload(rawSettings()),
