@@ -435,7 +435,7 @@ class HttpChatModel(abc.ABC):
         if attempt > self.retry.max_retries:
             raise retryable.kind(
                 f"{_sentence(self._where)} {retryable.what}; gave up after {attempt} "
-                f"attempts. {retryable.advice}"
+                f"attempt{'s' if attempt != 1 else ''}. {retryable.advice}"
             )
         wait = retryable.retry_after
         if wait is None:

@@ -1,11 +1,13 @@
 """Check the configured model before its first use, without spending tokens.
 
 `doctor` calls `check_model(settings.llm)` and prints the three lines it returns: whether the
-server is reachable, whether it accepts the key, and whether it knows the model. Both
+server is reachable, whether it accepts the key, and whether it knows the model (and, only
+when asked, a fourth: how a chat request of a few tokens fared, which is what shows a used-up
+quota or a rate limit). Both
 providers have a free endpoint for this: OpenAI-compatible servers list their models at
 `GET {baseUrl}/models` (OpenAI, Ollama, llama.cpp, vLLM, LM Studio, LiteLLM's proxy), and
 Anthropic answers `GET /v1/models/{model}` (which resolves aliases such as
-claude-haiku-4-5), as do gateways that speak its API. No chat request is ever made.
+claude-haiku-4-5), as do gateways that speak its API. No chat request is made unless asked.
 
 Like the chat clients, the probe reads the key from the environment for the request only;
 no line it returns contains it (an echo of it in a server's message is redacted).
@@ -14,6 +16,7 @@ no line it returns contains it (an echo of it in a server's message is redacted)
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -23,10 +26,10 @@ from urllib.parse import quote
 import httpx
 
 from codeexec_lsp.config import LlmSettings
-from codeexec_lsp.llm.base import LlmError
+from codeexec_lsp.llm.base import ChatMessage, LlmAnswerTruncated, LlmError
 from codeexec_lsp.llm.errors import ErrorKind, ServerError, classify, read_error
 from codeexec_lsp.llm.factory import make_chat_model
-from codeexec_lsp.llm.http import HttpChatModel, is_local_url, ssl_context
+from codeexec_lsp.llm.http import HttpChatModel, RetryPolicy, is_local_url, ssl_context
 
 # A check should answer quickly even when llm.timeout allows a slow model minutes.
 PROBE_TIMEOUT = 10.0
@@ -36,24 +39,37 @@ _OFFERED_SHOWN = 8
 
 @dataclass(frozen=True)
 class ModelCheck:
-    """One line each for the server, the key and the model; `ok` when all three passed."""
+    """One line each for the server, the key and the model; `ok` when all three passed.
+    `request` is the outcome of a tiny chat request, when one was asked for."""
 
     server: str
     key: str
     model: str
     ok: bool
+    request: str | None = None
 
     def lines(self) -> list[str]:
-        return [f"server  {self.server}", f"key     {self.key}", f"model   {self.model}"]
+        lines = [f"server  {self.server}", f"key     {self.key}", f"model   {self.model}"]
+        if self.request is not None:
+            lines.append(f"request {self.request}")
+        return lines
 
 
-def check_model_sync(settings: LlmSettings, *, timeout: float = PROBE_TIMEOUT) -> ModelCheck:
+def check_model_sync(
+    settings: LlmSettings, *, timeout: float = PROBE_TIMEOUT, send_request: bool = False
+) -> ModelCheck:
     """`check_model` for callers without an event loop (the CLI's doctor)."""
-    return asyncio.run(check_model(settings, timeout=timeout))
+    return asyncio.run(check_model(settings, timeout=timeout, send_request=send_request))
 
 
-async def check_model(settings: LlmSettings, *, timeout: float = PROBE_TIMEOUT) -> ModelCheck:
-    """Contact the configured server and report on it; never raises for what it finds."""
+async def check_model(
+    settings: LlmSettings, *, timeout: float = PROBE_TIMEOUT, send_request: bool = False
+) -> ModelCheck:
+    """Contact the configured server and report on it; never raises for what it finds.
+
+    With `send_request`, and only when the free checks passed, a chat request capped at a
+    few tokens follows: the one way to see a used-up quota or a rate limit before first use
+    (it is not retried, so a rate limit is reported, not waited out)."""
     try:
         chat = make_chat_model(
             settings.provider,
@@ -61,12 +77,35 @@ async def check_model(settings: LlmSettings, *, timeout: float = PROBE_TIMEOUT) 
             settings.model,
             settings.api_key_env,
             settings.timeout,
+            retry=RetryPolicy(max_retries=0),
         )
     except LlmError as exc:
         return ModelCheck("not contacted", str(exc), "not checked", ok=False)
     if not isinstance(chat, HttpChatModel):  # every provider is one today
         return ModelCheck("not contacted", "not checked", "not checked", ok=False)
-    return await _Probe(chat, min(timeout, settings.timeout)).run()
+    limit = min(timeout, settings.timeout)
+    check = await _Probe(chat, limit).run()
+    if not send_request or not check.ok:
+        return check
+    request, ok = await _try_a_request(chat, limit)
+    return dataclasses.replace(check, request=request, ok=ok)
+
+
+# Enough for any model to say something; reasoning models may spend them all thinking, which
+# still proves the request was accepted.
+_REQUEST_TOKENS = 8
+
+
+async def _try_a_request(chat: HttpChatModel, limit: float) -> tuple[str, bool]:
+    chat.timeout = limit
+    messages = [ChatMessage("user", "Reply with the word OK.")]
+    try:
+        await chat.complete(messages, max_tokens=_REQUEST_TOKENS)
+    except LlmAnswerTruncated:
+        pass  # stopped at the token cap: the server took the request
+    except LlmError as exc:
+        return f"failed: {exc}", False
+    return f"answered (a request of at most {_REQUEST_TOKENS} tokens)", True
 
 
 @dataclass(frozen=True)

@@ -306,3 +306,19 @@ async def test_model_check_through_the_gateway(
     refused = await check_model(settings(provider, gateway, UPSTREAM_MODEL[provider]))
     assert refused.key.startswith("refused (HTTP 400: No connected db)")
     assert all("sk-not-the-gateway-key" not in line for line in refused.lines())
+
+
+@both
+async def test_model_check_request_sees_the_upstream_quota(
+    provider: str, gateway: Gateway, upstream: FakeLlmServer
+) -> None:
+    upstream.script(quota_exceeded())
+
+    check = await check_model(
+        settings(provider, gateway, UPSTREAM_MODEL[provider]), send_request=True
+    )
+
+    assert not check.ok
+    assert check.request is not None
+    assert check.request.startswith("failed: Your account's quota is used up")
+    assert_clean(check.request)

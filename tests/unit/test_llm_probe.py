@@ -11,7 +11,7 @@ import pytest
 from codeexec_lsp.config import LlmSettings
 from codeexec_lsp.llm.probe import ModelCheck, check_model
 from tests.fakes.llm_fixtures import fake_llm_fixture  # noqa: F401
-from tests.fakes.llm_server import FakeLlmServer
+from tests.fakes.llm_server import Answer, FakeLlmServer, quota_exceeded, rate_limited
 
 KEY_ENV = "CODEEXEC_TEST_PROBE_KEY"
 KEY = "sk-probe-canary-7f3a9c"
@@ -156,3 +156,54 @@ async def test_not_configured_is_not_contacted() -> None:
 def test_lines_are_labelled() -> None:
     check = ModelCheck("reachable: x", "accepted", "'m' is available", ok=True)
     assert check.lines() == ["server  reachable: x", "key     accepted", "model   'm' is available"]
+
+
+# --- the opt-in request: what only a chat request can show ------------------------------------
+
+
+@both
+async def test_request_shows_a_used_up_quota(provider: str, fake_llm: FakeLlmServer) -> None:
+    fake_llm.models = ["test-model"]
+    fake_llm.script(quota_exceeded())
+
+    check = await check_model(settings(provider, base(provider, fake_llm)), send_request=True)
+
+    assert not check.ok
+    assert check.request is not None
+    assert check.request.startswith("failed: Your account's quota is used up")
+    assert check.lines()[-1].startswith("request failed: Your account's quota")
+    [request] = fake_llm.model_requests
+    assert request.body["max_tokens"] == 8
+
+
+async def test_request_reports_a_rate_limit_without_waiting(fake_llm: FakeLlmServer) -> None:
+    fake_llm.models = ["test-model"]
+    fake_llm.script(rate_limited(retry_after="20"), Answer("never reached"))
+
+    check = await check_model(settings("openai", fake_llm.openai_base_url), send_request=True)
+
+    assert check.request is not None
+    assert "is rate-limiting requests" in check.request
+    assert "gave up after 1 attempt." in check.request
+    assert len(fake_llm.model_requests) == 1
+
+
+@both
+@pytest.mark.parametrize("truncated", [False, True])
+async def test_request_answered(provider: str, fake_llm: FakeLlmServer, truncated: bool) -> None:
+    fake_llm.models = ["test-model"]
+    fake_llm.script(Answer("OK", truncated=truncated))
+
+    check = await check_model(settings(provider, base(provider, fake_llm)), send_request=True)
+
+    assert check.ok, check.lines()
+    assert check.request == "answered (a request of at most 8 tokens)"
+
+
+async def test_no_request_when_the_free_checks_failed(fake_llm: FakeLlmServer) -> None:
+    check = await check_model(
+        settings("openai", fake_llm.openai_base_url, model="unknown-model"), send_request=True
+    )
+
+    assert check.request is None and not check.ok
+    assert fake_llm.model_requests == []
