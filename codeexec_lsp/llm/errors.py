@@ -94,7 +94,11 @@ _HANDLE_WITH = re.compile(r"\.?\s*Handle with `litellm\.\w+`\.?")
 _QUOTED_BODY = re.compile(r"(\b[A-Za-z]+(?:Exception|Error) - )b?'?(\{.*\})'?", re.DOTALL)
 # "OpenAIException - Incorrect API key" is how a gateway quotes its upstream provider.
 _UPSTREAM_MARK = re.compile(r"\b[A-Za-z]+(?:Exception|Error) - |\bupstream\b", re.IGNORECASE)
-_BLANK_LINE = re.compile(r"\n[ \t]*\n")
+# What LiteLLM appends to the upstream's message: on a line of its own after a blank line
+# in 1.108, right after a newline in older versions.
+_BLANK_LINE = re.compile(
+    r"\n[ \t]*\n|\n(?=Received Model Group=|Available Model Group Fallbacks=|LiteLLM Retried:)"
+)
 _TRACEBACK = re.compile(r"Traceback \(most recent call last\)|(?m:^\s*Traceback\b)")
 _TRY_AGAIN = re.compile(
     r"(?:try again|retry) (?:in|after) (\d+(?:\.\d+)?)\s*(ms|milliseconds?|s|sec|seconds?)\b",
@@ -187,7 +191,7 @@ def _status_of(value: Any) -> int | None:
 def _unwrap_repr(message: str) -> str:
     """LiteLLM sometimes sends a Python dict's repr as the message: `{'error': '...'}`."""
     text = message.strip()
-    if not (text.startswith("{") and text.endswith("}")):
+    if not (text.startswith("{") and text.endswith("}")) or len(text) > 20_000:
         return message
     try:
         value = ast.literal_eval(text)

@@ -48,6 +48,12 @@ class ModelCheck:
     ok: bool
     request: str | None = None
 
+    @property
+    def contacted(self) -> bool:
+        """False when the settings alone ruled the check out (e.g. no key for the official
+        API): doctor reports that as "not configured", not as a failure."""
+        return self.server != "not contacted"
+
     def lines(self) -> list[str]:
         lines = [f"server  {self.server}", f"key     {self.key}", f"model   {self.model}"]
         if self.request is not None:

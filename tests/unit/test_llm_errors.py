@@ -447,6 +447,10 @@ def test_clean_message_keeps_the_text_before_a_blank_line_or_traceback() -> None
         + LITELLM_FALLBACK_REPORT
     )
     assert clean_message(wrapped) == "OpenAIException - Slow down"
+    older = (
+        "litellm.RateLimitError: slow\nReceived Model Group=m\nAvailable Model Group Fallbacks=None"
+    )
+    assert clean_message(older) == "slow"
     assert clean_message("Boom." + SERVER_TRACEBACK) == "Boom"
     # A message that is only a traceback: its last line, the exception, without the prefixes.
     assert clean_message(SERVER_TRACEBACK) == "upstream said no"
