@@ -323,7 +323,8 @@ def vscode(request: pytest.FixtureRequest) -> Iterator[Session]:
             params_file.write_text(json.dumps(params))
             driver = subprocess.run(
                 [str(PLAYWRIGHT_PYTHON), str(DRIVER), str(params_file)],
-                env={**os.environ, "TMPDIR": str(scratch / "tmp")},
+                # chromium writes crash-report and dconf state under HOME/XDG dirs: scratch too
+                env={**os.environ, **{k: v for k, v in env.items() if k != "PATH"}},
                 capture_output=True,
                 text=True,
                 stdin=subprocess.DEVNULL,
