@@ -268,6 +268,15 @@ class _Probe:
         # Ollama lists "llama3.2:latest" for a model asked for as "llama3.2".
         if model in offered or f"{model}:latest" in offered:
             return ModelCheck(reachable, self._key_ok(), f"'{model}' is available", ok=True)
+        if _owners(reply.payload) == {"llamacpp"} and len(offered) == 1:
+            # llama.cpp's server with one model loaded answers every request with it,
+            # whatever the request names (its router mode, listing several, does not).
+            return ModelCheck(
+                reachable,
+                self._key_ok(),
+                f"llama.cpp serves {', '.join(offered)} whatever the name ('{model}')",
+                ok=True,
+            )
         shown = ", ".join(offered[:_OFFERED_SHOWN]) or "none"
         more = f" and {len(offered) - _OFFERED_SHOWN} more" if len(offered) > _OFFERED_SHOWN else ""
         return ModelCheck(
@@ -277,6 +286,13 @@ class _Probe:
             " check codeexec.llm.model",
             ok=False,
         )
+
+
+def _owners(payload: Any) -> set[str]:
+    items = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(items, list):
+        return set()
+    return {str(item.get("owned_by")) for item in items if isinstance(item, dict)}
 
 
 def _model_ids(payload: Any) -> list[str] | None:

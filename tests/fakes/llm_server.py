@@ -359,8 +359,10 @@ class FakeLlmServer:
         self.default: Reply | None = default if default is not None else Answer()
         # When set, requests without this key (Bearer or x-api-key) get the provider's 401.
         self.require_key = require_key
-        # What GET /v1/models lists and GET /v1/models/{name} knows.
+        # What GET /v1/models lists and GET /v1/models/{name} knows, and who "owns" them
+        # (llama.cpp's server says "llamacpp" and answers whatever model is asked for).
         self.models: list[str] = ["fake-model"]
+        self.models_owned_by = "fake"
         self._script: collections.deque[Reply] = collections.deque()
         self._requests: list[RecordedRequest] = []
         self._changed = threading.Condition()
@@ -536,13 +538,13 @@ class _Handler(BaseHTTPRequestHandler):
         elif fake.require_key is not None and _sent_key(headers) != fake.require_key:
             self._send_json(401, error_body(provider, Status(401), "fake-model"))
         elif listing:
-            data = [_model_object(name) for name in fake.models]
+            data = [_model_object(name, fake.models_owned_by) for name in fake.models]
             self._send_json(200, {"object": "list", "data": data, "has_more": False})
         else:
             assert one is not None
             name = unquote(one.group(1))
             if name in fake.models:
-                self._send_json(200, _model_object(name))
+                self._send_json(200, _model_object(name, fake.models_owned_by))
             else:
                 self._send_json(404, error_body(provider, Status(404), name))
 
@@ -594,8 +596,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-def _model_object(name: str) -> dict[str, Any]:
-    return {"id": name, "object": "model", "type": "model", "owned_by": "fake"}
+def _model_object(name: str, owner: str = "fake") -> dict[str, Any]:
+    return {"id": name, "object": "model", "type": "model", "owned_by": owner}
 
 
 def _sent_key(headers: Mapping[str, str]) -> str | None:

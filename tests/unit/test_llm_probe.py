@@ -106,6 +106,16 @@ async def test_ollama_latest_tag_counts(fake_llm: FakeLlmServer) -> None:
     assert check.ok and check.model == "'llama3.2' is available"
 
 
+async def test_llama_cpp_answers_whatever_the_name(fake_llm: FakeLlmServer) -> None:
+    fake_llm.models = ["qwen2.5-coder-7b-q4.gguf"]
+    fake_llm.models_owned_by = "llamacpp"
+
+    check = await check_model(settings("openai", fake_llm.openai_base_url, model="anything"))
+
+    assert check.ok
+    assert check.model == "llama.cpp serves qwen2.5-coder-7b-q4.gguf whatever the name ('anything')"
+
+
 @both
 async def test_wrong_path_has_no_model_list(provider: str, fake_llm: FakeLlmServer) -> None:
     check = await check_model(settings(provider, f"{fake_llm.url}/wrong"))
