@@ -122,7 +122,16 @@ class SseEvent:
 
 
 class SseParser:
-    """Incremental text/event-stream parser (WHATWG rules), fed one line at a time."""
+    """Incremental text/event-stream parser (WHATWG rules), fed one line at a time.
+
+    Why not httpx-sse: its `aiter_sse()` reads lines from the response itself, so the
+    characters of a line that never ends cannot be counted against MAX_RESPONSE_CHARS before
+    it has filled the memory (here LineSplitter counts every chunk as it arrives); its
+    EventSource raises SSEError, a subclass of httpx.TransportError, for any other content
+    type, which would read as "cut short" where a JSON answer (servers that ignore `stream`,
+    as LiteLLM's /v1/messages does for mock models) or an HTML page needs its own handling;
+    and what is left to share is this class, forty lines with its tests.
+    """
 
     def __init__(self) -> None:
         self._event = ""
