@@ -91,3 +91,41 @@ def test_idle_output_is_bounded() -> None:
     stream = DelimitedStream()
     stream.feed(b"n" * (DelimitedStream.IDLE_LIMIT * 3))
     assert stream.idle.truncated and len(stream.idle.head) + len(stream.idle.tail) == 4096
+
+
+def test_undecodable_bytes_are_replaced_wherever_they_are() -> None:
+    assert fed(100, b"ok \xff\xfe end").text() == "ok \ufffd\ufffd end"
+    head_cut = fed(4, "a€".encode() + b"zzzzzz")  # head: a + the first byte of €
+    assert head_cut.text().startswith("a\ufffd\n… [") and head_cut.text().endswith("zz")
+
+
+def test_a_run_that_printed_nothing_ends_at_once() -> None:
+    stream, capture = DelimitedStream(), BoundedCapture(1000)
+    stream.begin(MARKER, capture)
+    assert stream.feed(MARKER) is True
+    assert capture.text() == "" and not stream.open
+
+
+def test_a_marker_cut_at_any_byte_is_still_found_and_never_leaks() -> None:
+    for cut in range(1, len(MARKER)):
+        stream, capture = DelimitedStream(), BoundedCapture(1000)
+        stream.begin(MARKER, capture)
+        assert stream.feed(b"x" * 30 + MARKER[:cut]) is False
+        assert stream.feed(MARKER[cut:]) is True, cut
+        assert capture.text() == "x" * 30, cut
+
+
+def test_output_so_far_is_all_but_what_could_start_the_marker() -> None:
+    stream, capture = DelimitedStream(), BoundedCapture(1000)
+    stream.begin(MARKER, capture)
+    stream.feed(b"y" * 100)
+    # What a progress report or showOutput sees while the run goes on.
+    assert capture.total == 100 - (len(MARKER) - 1)
+
+
+def test_only_the_first_marker_ends_the_run() -> None:
+    stream, capture = DelimitedStream(), BoundedCapture(1000)
+    stream.begin(MARKER, capture)
+    assert stream.feed(b"a" + MARKER + b"b" + MARKER) is True
+    assert capture.text() == "a"
+    assert stream.idle.text() == "b" + MARKER.decode()

@@ -58,3 +58,10 @@ def test_the_child_writes_utf8_unbuffered_and_runs_no_startup_file() -> None:
     assert "PYTHONSTARTUP" not in env
     assert scrubbed_environment({})["PYTHONIOENCODING"] == "utf-8"
     assert SERVER_ENV["PYTHONSTARTUP"]  # the server's own mapping is not changed
+
+
+def test_what_gui_toolkits_need_is_not_taken_for_a_secret() -> None:
+    """XAUTHORITY contains AUTH, but without it matplotlib, Tk and Qt cannot open a window."""
+    display = {"XAUTHORITY": "/run/user/1000/xauth", "DISPLAY": ":0", "WAYLAND_DISPLAY": "w-0"}
+    assert scrubbed_environment({**SERVER_ENV, **display}).items() >= display.items()
+    assert not any(looks_secret(name) for name in display)
