@@ -164,8 +164,7 @@ def _fields(payload: Any) -> tuple[str, list[str], int | None]:
         return "", [], None
     message = error.get("message")
     if not isinstance(message, str):
-        detail = error.get("detail", payload.get("detail"))
-        message = detail if isinstance(detail, str) else ""
+        message = _detail_text(error.get("detail", payload.get("detail")))
     names: list[str] = []
     status: int | None = None
     for field_name in ("type", "code", "status"):
@@ -176,6 +175,20 @@ def _fields(payload: Any) -> tuple[str, list[str], int | None]:
         elif isinstance(value, str) and value and value.lower() not in ("none", "null"):
             names.append(value.lower())
     return message, names, status
+
+
+def _detail_text(detail: Any) -> str:
+    """FastAPI's `detail`: a string, or for a 422 a list of `{"loc": [...], "msg": ...}`."""
+    if isinstance(detail, str):
+        return detail
+    if isinstance(detail, list):
+        parts = []
+        for item in detail[:5]:
+            if isinstance(item, dict) and isinstance(item.get("msg"), str):
+                where = ".".join(str(part) for part in item.get("loc", []) if part != "body")
+                parts.append(f"{where}: {item['msg']}" if where else item["msg"])
+        return "; ".join(parts)
+    return ""
 
 
 def _status_of(value: Any) -> int | None:

@@ -504,6 +504,15 @@ def test_classify(status: int | None, body: object, kind: ErrorKind) -> None:
     assert classify(status, read_error(body)) is kind
 
 
+def test_fastapi_validation_detail_is_readable() -> None:
+    body = {"detail": [{"loc": ["body", "max_tokens"], "msg": "Input should be a valid integer"}]}
+
+    error = read_error(body)
+
+    assert error.message == "max_tokens: Input should be a valid integer"
+    assert classify(422, error) is ErrorKind.BAD_REQUEST
+
+
 def test_retry_after_in_message() -> None:
     assert retry_after_in_message("Please try again in 20s.") == 20
     assert retry_after_in_message("Please try again in 1.5 seconds") == 1.5
