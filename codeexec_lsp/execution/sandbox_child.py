@@ -624,7 +624,10 @@ def strict_mounts(state: _State, policy: dict[str, Any]) -> dict[str, Any]:
             _mount(None, "/dev/pts", MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
             hidden.append("/dev/pts")
         for device in ("/dev/tty", "/dev/ptmx", "/dev/console"):
+            # A nodev bind over the node: opening it fails (EACCES) instead of reaching a
+            # terminal; nothing else in /dev changes.
             if os.path.exists(device) and _mount("/dev/null", device, MS_BIND) == 0:
+                _mount(None, device, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NODEV | MS_NOSUID)
                 hidden.append(device)
     failed = []
     for target, flags in _mounts():
