@@ -26,6 +26,7 @@ from codeexec_lsp.llm.base import (
     LlmNotFound,
     LlmQuotaExceeded,
     LlmRateLimited,
+    LlmUnavailable,
 )
 from codeexec_lsp.llm.http import HttpChatModel, RetryPolicy
 from codeexec_lsp.llm.openai import OpenAIChatModel
@@ -216,17 +217,34 @@ async def test_upstream_quota_is_not_retried(
     assert len(upstream.model_requests) == before + 1
 
 
-async def test_mid_stream_rate_limit_is_retried(gateway: Gateway, upstream: FakeLlmServer) -> None:
+@both
+async def test_mid_stream_rate_limit_is_retried(
+    provider: str, gateway: Gateway, upstream: FakeLlmServer
+) -> None:
     before = len(upstream.model_requests)
     upstream.script(
         StreamError(message="Rate limit reached", error_type="rate_limit_error"),
         Answer("after the mid-stream error"),
     )
 
-    answer = await client("openai", gateway, "up-gpt").complete(MESSAGES)
+    answer = await client(provider, gateway, UPSTREAM_MODEL[provider]).complete(MESSAGES)
 
     assert answer == "after the mid-stream error"
     assert len(upstream.model_requests) == before + 2
+
+
+@both
+async def test_mid_stream_error_after_text_is_reported_cleanly(
+    provider: str, gateway: Gateway, upstream: FakeLlmServer
+) -> None:
+    upstream.script(StreamError("The code ", message="Overloaded", error_type="overloaded_error"))
+
+    with pytest.raises(LlmUnavailable) as caught:
+        await client(provider, gateway, UPSTREAM_MODEL[provider]).complete(MESSAGES)
+
+    message = str(caught.value)
+    assert "after part of the answer had arrived" in message
+    assert_clean(message)
 
 
 # --- keys and models ---------------------------------------------------------------------
