@@ -49,6 +49,10 @@ class RunResult:
     duration_ms: float = 0.0
     truncated: bool = False
     executor: str = "local"
+    # Rich outputs in the order they appeared, in nbformat's shape: {"output_type":
+    # "display_data" | "execute_result", "data": {MIME: str}, "metadata": {}}; binary MIME
+    # types as base64 text. Always present in the JSON (`[]` when nothing is rich).
+    outputs: tuple[dict[str, Any], ...] = ()
     # Extensions beyond the public contract: why a limit/timeout/internal status happened,
     # and where the code ran (shown on hover and by `doctor`).
     message: str = ""
@@ -62,6 +66,7 @@ class RunResult:
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
+        data["outputs"] = [dict(output) for output in self.outputs]
         if self.error is not None:
             data["error"]["frames"] = [asdict(frame) for frame in self.error.frames]
         return data
@@ -78,6 +83,8 @@ class RunResult:
             error = ErrorInfo(**{**error_data, "frames": frames})
         known = {name for name in cls.__dataclass_fields__ if name not in ("status", "error")}
         values = {key: value for key, value in data.items() if key in known}
+        if "outputs" in values:
+            values["outputs"] = tuple(values["outputs"] or ())
         return cls(status=cast(Status, status), error=error, **values)
 
 
