@@ -156,13 +156,18 @@ class Workbench:
         for _ in range(last - first + 1):
             self.page.keyboard.press("Shift+ArrowDown")
 
-    def hover_over(self, target: Locator) -> str:
+    def hover_over(self, target: Locator, expect: str) -> str:
+        """Rest the mouse on `target`; the hover's text once it has `expect` (or at the end).
+
+        The hover fills in parts: the diagnostic's own part at once, the server's
+        textDocument/hover when it answers.
+        """
         box = target.bounding_box()
         if box is None:
             return ""
         self.page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-        hover = self.page.locator(".monaco-editor .monaco-hover").filter(has_text="codeexec")
-        return wait_until(lambda: text_of(hover.first), bool, timeout=10)
+        hover = self.page.locator(".monaco-editor .monaco-hover:visible")
+        return wait_until(lambda: text_of(hover.first), lambda text: expect in text, timeout=10)
 
     def close_hover(self) -> None:
         self.page.mouse.move(5, 5)
@@ -240,7 +245,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
             bench.focus_editor()
             page.keyboard.press("Escape")
             squiggle = bench.editor().locator(".squiggly-error").first
-            text = bench.hover_over(squiggle)
+            text = bench.hover_over(squiggle, expect="raised")
             bench.close_hover()
             return {"hover": text}
 
@@ -249,7 +254,9 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
             page.keyboard.press("End")
             page.keyboard.press("Control+.")
             rows = page.locator(".action-widget .monaco-list-row")
-            items = wait_until(lambda: texts_of(rows), lambda t: any("Fix with LLM" in r for r in t), 15)
+            items = wait_until(
+                lambda: texts_of(rows), lambda t: any("Fix with LLM" in r for r in t), 15
+            )
             page.keyboard.press("Escape")
             return {"actions": items}
 
@@ -322,12 +329,14 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
                 settings_file.write_text(
                     json.dumps({**base_settings, "codeexec.server.command": command})
                 )
-                toasts = wait_until(
-                    bench.notifications,
-                    lambda n, c=command: any(
-                        "did not start" in t["text"] and c[0] in t["text"] for t in n
-                    ),
-                )
+                program: str = command[0]
+
+                def names_program(toasts: list[dict[str, Any]], program: str = program) -> bool:
+                    return any(
+                        "did not start" in t["text"] and program in t["text"] for t in toasts
+                    )
+
+                toasts = wait_until(bench.notifications, names_program)
                 found[name] = {"notifications": toasts, "status_bar": bench.status_bar()}
                 bench.command("Notifications: Clear All Notifications")
             return found
@@ -361,4 +370,3 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

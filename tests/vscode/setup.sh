@@ -92,7 +92,10 @@ fi
 step "build and package editors/vscode"
 (
   cd "$REPO/editors/vscode"
-  npm_config_cache="$CACHE/npm-cache" npm ci --no-audit --no-fund --loglevel=error
+  # node_modules as package-lock.json says (npm writes its copy last): no npm ci again
+  if [ ! node_modules/.package-lock.json -nt package-lock.json ]; then
+    npm ci --no-audit --no-fund --loglevel=error  # npm's own cache, as editors/vscode/ci.sh
+  fi
   npm run --silent compile
   npm run --silent package
 )

@@ -276,8 +276,15 @@ def vscode(request: pytest.FixtureRequest) -> Iterator[Session]:
         }
         (workspace / ".vscode" / "settings.json").write_text(json.dumps(settings))
         install = subprocess.run(
-            [str(CODE_SERVER), "--install-extension", str(vsix), "--extensions-dir", str(extensions)]
-            + ["--user-data-dir", str(user_data)],
+            [
+                str(CODE_SERVER),
+                "--install-extension",
+                str(vsix),
+                "--extensions-dir",
+                str(extensions),
+                "--user-data-dir",
+                str(user_data),
+            ],
             env=env,
             capture_output=True,
             text=True,
@@ -288,10 +295,21 @@ def vscode(request: pytest.FixtureRequest) -> Iterator[Session]:
         port = free_port()
         log = (artifacts / "code-server.log").open("wb")
         code_server = subprocess.Popen(
-            [str(CODE_SERVER), "--bind-addr", f"127.0.0.1:{port}", "--auth", "none"]
-            + ["--disable-telemetry", "--disable-update-check", "--disable-workspace-trust"]
-            + ["--user-data-dir", str(user_data), "--extensions-dir", str(extensions)]
-            + [str(workspace)],
+            [
+                str(CODE_SERVER),
+                "--bind-addr",
+                f"127.0.0.1:{port}",
+                "--auth",
+                "none",
+                "--disable-telemetry",
+                "--disable-update-check",
+                "--disable-workspace-trust",
+                "--user-data-dir",
+                str(user_data),
+                "--extensions-dir",
+                str(extensions),
+                str(workspace),
+            ],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
