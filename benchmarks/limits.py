@@ -4,6 +4,11 @@ ordinary run on the same executor.
 
     python benchmarks/limits.py [--repeats 5]
 
+It also measures what building the box costs per run (issue 10): a fresh child started
+directly, confined from inside the interpreter as before (after `site`), and started
+through the launcher (`python -I -S` confines, then execs the interpreter) in each profile;
+and a session worker's start, standard and strict.
+
 The tests check *that* each limit acts (status, message, nothing left behind); the timings
 live here, because wall-clock thresholds in tests are flaky on shared machines.
 """
@@ -12,8 +17,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
+import json
+import os
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -25,8 +34,10 @@ from typing import Any
 from codeexec_lsp import snippet
 from codeexec_lsp.actions.run import build_request
 from codeexec_lsp.config import Settings
-from codeexec_lsp.execution.base import Executor
+from codeexec_lsp.execution.base import Executor, Limits, RunRequest
+from codeexec_lsp.execution.launcher import Box
 from codeexec_lsp.execution.local import LocalExecutor
+from codeexec_lsp.execution.sandbox import ProcessGuard, ProcessPlan
 from codeexec_lsp.execution.session import SessionExecutor
 from codeexec_lsp.llm.base import ChatMessage, LlmTimeout
 from codeexec_lsp.llm.factory import make_chat_model
@@ -137,6 +148,124 @@ async def llm_row(repeats: int) -> tuple[str, ...]:
     )
 
 
+RUNNER = Path(__file__).resolve().parents[1] / "codeexec_lsp" / "execution" / "runner.py"
+REQUEST = json.dumps(
+    {"code": "1+1\n", "path": "bench.py", "document": "1+1\n", "first_line": 1, "column": 0}
+).encode()
+
+
+def start_and_run(argv_for: Callable[[int], list[str]], folder: Path) -> None:
+    """One fresh child running `1+1` the way runner.py is driven, until it exits."""
+    read, write = os.pipe()
+    try:
+        with subprocess.Popen(
+            argv_for(write),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            pass_fds=(write,),
+            cwd=folder,
+            start_new_session=True,
+        ) as child:
+            os.close(write)
+            write = -1
+            child.communicate(REQUEST, timeout=30)
+            with os.fdopen(read, "rb") as result:
+                read = -1
+                assert b'"ok"' in result.read(), "the benchmark run failed"
+    finally:
+        for fd in (read, write):
+            if fd >= 0:
+                os.close(fd)
+
+
+def launcher_rows(repeats: int) -> list[tuple[str, ...]]:
+    """Start-up cost of the box alone (no cgroups, which both ways share): ratios to a
+    child started with no box at all."""
+    folder = Path(tempfile.mkdtemp(prefix="codeexec-launch-"))
+    plain = ProcessPlan("group")  # no cgroup: what is measured is the box itself
+    runner = [sys.executable, "-u", str(RUNNER)]
+
+    def direct(fd: int) -> list[str]:
+        return [*runner, "--result-fd", str(fd)]
+
+    def inside(fd: int) -> list[str]:
+        # Before issue 10: the interpreter confined itself (after `site` had run), with
+        # the old default: network off, writes limited to the workspace and temp dir.
+        box = Box.of(str(folder), os.environ, Limits(), "standard", network=False)
+        policy = box.spec.policy(ProcessGuard(256, plain))
+        policy.update(writable=[str(folder), tempfile.gettempdir(), "/dev/shm"])
+        return [*direct(fd), "--sandbox", json.dumps(policy)]
+
+    def launched(profile: str) -> Callable[[int], list[str]]:
+        def argv(fd: int) -> list[str]:
+            network = profile == "standard"
+            box = Box.of(str(folder), os.environ, Limits(), profile, network)  # type: ignore[arg-type]
+            return box.command(ProcessGuard(256, plain), fd, "line", direct(fd))
+
+        return argv
+
+    ways = [
+        ("no box", direct),
+        ("confined inside the interpreter (before)", inside),
+        ("launcher, standard", launched("standard")),
+        ("launcher, strict", launched("strict")),
+    ]
+    timings = []
+    for label, argv_for in ways:
+        start_and_run(argv_for, folder)  # warm the page cache
+        samples = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            start_and_run(argv_for, folder)
+            samples.append(time.perf_counter() - started)
+        timings.append((label, statistics.median(samples)))
+    base = timings[0][1]
+    return [
+        (
+            "fresh child",
+            f"start + 1+1: {label}",
+            f"{took * 1000:.1f} ms",
+            f"{took / base:.2f} × no box",
+        )
+        for label, took in timings
+    ]
+
+
+async def session_start(request: RunRequest) -> None:
+    session = SessionExecutor()
+    try:
+        started = await session.warm(
+            request.python,
+            request.cwd,
+            request.env,
+            request.limits,
+            request.sys_path,
+            request.network,
+            request.sandbox,
+        )
+        assert started, "the session worker did not start"
+    finally:
+        await session.close()
+
+
+async def profile_rows(repeats: int) -> list[tuple[str, ...]]:
+    """Through the executors, cgroups included: a local run and a session worker's start."""
+    folder = Path(tempfile.mkdtemp(prefix="codeexec-profiles-"))
+    path = str(folder / "bench.py")
+    rows: list[tuple[str, ...]] = []
+    for profile in ("standard", "strict"):
+        settings = Settings(sandbox=profile)
+        request = build_request(snippet.whole_file("1+1\n", path), settings, folder)
+        local = LocalExecutor()
+        run_took = await seconds(functools.partial(local.run, request), repeats)
+        await local.close()
+        start_took = await seconds(functools.partial(session_start, request), repeats)
+        rows.append(("local", f"run of 1+1, {profile}", f"{run_took * 1000:.1f} ms", ""))
+        rows.append(("session", f"worker start, {profile}", f"{start_took * 1000:.1f} ms", ""))
+    return rows
+
+
 async def main(repeats: int) -> int:
     rows = await executor_rows("local", LocalExecutor(), repeats)
     session = SessionExecutor()
@@ -145,6 +274,8 @@ async def main(repeats: int) -> int:
     finally:
         await session.close()
     rows.append(await llm_row(repeats))
+    rows += await asyncio.to_thread(launcher_rows, max(repeats, 10))
+    rows += await profile_rows(repeats)
     print("| executor | what | median | ratio |")
     print("| --- | --- | ---: | ---: |")
     for row in rows:

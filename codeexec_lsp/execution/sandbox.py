@@ -94,6 +94,7 @@ class SandboxReport:
     profile: str = "standard"
     mounts: Layer = Layer(False, "", "not asked for (standard profile)")
     memory: Layer = Layer(False, "", "not asked for")
+    run_as: str = ""  # "uid 65534, gid 65534" when the code ran as another user
 
     def summary(self) -> str:
         """One line for the hover of a run, e.g. "strict · network off · workspace writes
@@ -122,6 +123,8 @@ class SandboxReport:
             parts.append("⚠ processes NOT bounded")
         if self.memory.applied:
             parts.append(self.memory.short)
+        if self.run_as:
+            parts.append(f"as {self.run_as.split(',')[0]}")
         return " · ".join(parts)
 
     def lines(self) -> list[str]:
@@ -159,6 +162,7 @@ class SandboxReport:
             "mounts": self.mounts.to_json(),
             "network_allowed": self.network_allowed,
             "notes": list(self.notes),
+            "run_as": self.run_as,
             "summary": self.summary(),
         }
 
@@ -171,6 +175,9 @@ class SandboxReport:
 STRICT_PRIVATE_DIRS = ("/tmp", "/var/tmp", "/run")
 STRICT_WRITABLE_FILES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
 STRICT_TEMP = "/tmp"
+# A root server runs strict code as this uid (unless CODEEXEC_RUN_AS names one), where the
+# interpreter is open to other users; the launcher checks and reports.
+STRICT_UID = (65534, 65534)
 
 
 @dataclass(frozen=True)
@@ -220,6 +227,7 @@ class SandboxSpec:
             "filesystem_methods": [m for m in FILESYSTEM_METHODS if m == "landlock" or strict],
             "drop_caps": True,
             "drop_all_caps": strict,
+            "strict_uid": list(STRICT_UID) if strict else None,
             "scope_abstract": strict or not self.network,
         }
         if strict:
@@ -893,7 +901,7 @@ def build_report(
             notes.append(f"capabilities not dropped: {capabilities.get('detail')}")
     switched = child.get("run_as")
     if isinstance(switched, Mapping) and guard.mechanism != "uid":
-        source = RUN_AS_ENV if os.environ.get(RUN_AS_ENV) else "strict profile"
+        source = RUN_AS_ENV if os.environ.get(RUN_AS_ENV) else f"strict profile, {RUN_AS_ENV} unset"
         notes.append(
             f"runs as {switched.get('detail')} ({source})"
             if switched.get("ok")
@@ -914,6 +922,9 @@ def build_report(
         profile=profile,
         mounts=_mounts_layer(child, profile),
         memory=_memory_layer(guard, child),
+        run_as=str(switched.get("detail", ""))
+        if isinstance(switched, Mapping) and switched.get("ok")
+        else "",
     )
     _warn_once(report)
     return report

@@ -862,6 +862,18 @@ def apply(policy: dict[str, Any]) -> dict[str, Any]:
     _strict_filesystem(policy, state, report)
     _filesystem(policy, state, report)
     run_as = policy.get("run_as")
+    strict_uid = policy.get("strict_uid")
+    if strict_uid and not run_as and _is_linux() and os.geteuid() == 0:
+        uid, gid = int(strict_uid[0]), int(strict_uid[1])
+        problem = unreachable_for_others([str(p) for p in policy.get("program", ())])
+        if problem is None:
+            run_as = [uid, gid]
+            mounts = report.get("mounts") or {}
+            if mounts.get("workspace") == "overlay":
+                with contextlib.suppress(OSError):  # its throwaway copy is the run's to write
+                    os.chown(os.getcwd(), uid, gid)
+        else:
+            report["run_as"] = {"ok": False, "detail": f"uid {uid}: {problem}"}
     if policy.get("drop_caps") and os.geteuid() == 0 and _is_linux():
         if policy.get("drop_all_caps") and not run_as:
             report["capabilities"] = _step(report, "capabilities", drop_all_capabilities)
@@ -891,6 +903,38 @@ def apply(policy: dict[str, Any]) -> dict[str, Any]:
             fs["detail"] = "; ".join(fs["missing"])
     _seccomp_if_needed(policy, report)
     return report
+
+
+def unreachable_for_others(program: list[str]) -> str | None:
+    """Why an unprivileged uid (with no groups) could not start `program` here, or None:
+    the interpreter, the script and the working directory, through every parent."""
+    import stat
+
+    checks = []
+    if program:
+        try:
+            with open(program[0], "rb") as head:
+                if head.read(2) == b"#!":
+                    return f"{program[0]} is a script: what it starts cannot be checked"
+        except OSError as exc:
+            return f"{program[0]}: {exc.strerror or exc}"
+        checks.append((os.path.realpath(program[0]), stat.S_IXOTH))
+        script = next((a for a in program[1:] if a.endswith(".py") and os.path.isabs(a)), None)
+        if script:
+            checks.append((os.path.realpath(script), stat.S_IROTH))
+    checks.append((os.getcwd(), stat.S_IXOTH))
+    for path, needed in checks:
+        try:
+            if not os.stat(path).st_mode & needed:
+                return f"{path} is not open to other users"
+            parent = os.path.dirname(path)
+            while parent and parent != "/":
+                if not os.stat(parent).st_mode & stat.S_IXOTH:
+                    return f"{parent} (holding {path}) is closed to other users"
+                parent = os.path.dirname(parent)
+        except OSError as exc:
+            return f"{path}: {exc.strerror or exc}"
+    return None
 
 
 def program_paths(program: list[str]) -> list[str]:
@@ -927,6 +971,7 @@ def launch(argv: list[str]) -> None:
     head, program = argv[:split], argv[split + 1 :]
     index = head.index("--launch")
     fd, form, policy = int(head[index + 1]), head[index + 2], json.loads(head[index + 3])
+    policy["program"] = program
     if isinstance(policy.get("strict"), dict):
         kept = [p for p in policy["strict"].get("keep", ()) if isinstance(p, str)]
         policy["strict"]["keep"] = kept + program_paths(program)
@@ -980,6 +1025,7 @@ def main(argv: list[str]) -> None:
         launch(argv)
         return
     policy = json.loads(argv[argv.index("--probe") + 1])
+    policy["program"] = [sys.executable, os.path.abspath(__file__)]
     report = apply(policy)
     if not policy.get("network"):
         report["network"]["check"] = _network_check()

@@ -702,3 +702,34 @@ async def test_a_session_says_when_the_workspace_interpreter_changed(tmp_path: P
         assert third.status == "ok" and not third.message, third
     finally:
         await session.close()
+
+
+@pytest.mark.skipif(not ROOT, reason="switching to another uid needs a root server")
+async def test_strict_runs_as_a_separate_uid_when_the_server_is_root(
+    executor: Executor, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Without CODEEXEC_RUN_AS, a root server still runs strict code as nobody wherever
+    the interpreter is open to other users; where it is not, the report says why."""
+    python = python_another_user_can_run()
+    if python is None:
+        pytest.skip("no interpreter here that an unprivileged uid can run")
+    monkeypatch.delenv(sandbox.RUN_AS_ENV, raising=False)
+    sandbox.process_plan.cache_clear()
+    folder = shared_folder()
+    try:
+        code = "import os\nos.getuid()\n"
+        result = await run(executor, code, folder, sandbox="strict", python=python)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    assert (result.status, result.value) == ("ok", str(sandbox.STRICT_UID[0])), result
+    assert result.extra["sandbox"]["summary"].endswith(f"as uid {sandbox.STRICT_UID[0]}")
+    standard = await run(executor, code, tmp_path)
+    assert standard.value == "0", standard  # the user's own code runs as the user
+    private = tmp_path / "private-python"
+    private.mkdir(mode=0o700)
+    (private / "python").symlink_to(sys.executable)
+    closed = await run(executor, code, tmp_path, sandbox="strict", python=str(private / "python"))
+    notes = " ".join(closed.extra["sandbox"]["notes"])
+    if closed.value == "0":
+        assert "separate uid NOT applied" in notes and "closed to other users" in notes, notes
+        assert "every capability of root dropped" in notes
