@@ -96,8 +96,7 @@ step "build and package editors/vscode"
   if [ ! node_modules/.package-lock.json -nt package-lock.json ]; then
     npm ci --no-audit --no-fund --loglevel=error  # npm's own cache, as editors/vscode/ci.sh
   fi
-  npm run --silent compile
-  npm run --silent package
+  npm run --silent package  # its vscode:prepublish compiles (tsc, esbuild) first
 )
 
 step "ready: cache $CACHE"

@@ -41,7 +41,11 @@ from tests.fakes.llm_server import Answer, FakeLlmServer
 REPO = Path(__file__).resolve().parents[2]
 EXTENSION_DIR = REPO / "editors" / "vscode"
 DRIVER = Path(__file__).with_name("driver.py")
-SETUP = "sudo bash tests/vscode/setup.sh"
+SETUP = (
+    f"sudo CODEEXEC_VSCODE_CACHE={os.environ['CODEEXEC_VSCODE_CACHE']} bash tests/vscode/setup.sh"
+    if os.environ.get("CODEEXEC_VSCODE_CACHE")
+    else "sudo bash tests/vscode/setup.sh"
+)
 CODE_SERVER_VERSION = "4.100.3"
 CACHE = Path(
     os.environ.get("CODEEXEC_VSCODE_CACHE")
@@ -96,21 +100,23 @@ def built_vsix() -> Path | None:
     """The newest .vsix of editors/vscode, rebuilt first if the sources are newer.
 
     Rebuilding needs only node_modules (npm ci, which setup.sh ran): no network.
+    CODEEXEC_VSIX names another .vsix to test instead (e.g. an older build).
     """
+    if os.environ.get("CODEEXEC_VSIX"):
+        return Path(os.environ["CODEEXEC_VSIX"])
     candidates = sorted(EXTENSION_DIR.glob("codeexec-*.vsix"), key=lambda p: p.stat().st_mtime)
     if candidates and candidates[-1].stat().st_mtime >= newest_source_mtime():
         return candidates[-1]
     if not (EXTENSION_DIR / "node_modules").is_dir():
         return None
-    for script in ("compile", "package"):
-        subprocess.run(
-            ["npm", "run", "--silent", script],
-            cwd=EXTENSION_DIR,
-            check=True,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=300,
-        )
+    subprocess.run(  # vscode:prepublish compiles first
+        ["npm", "run", "--silent", "package"],
+        cwd=EXTENSION_DIR,
+        check=True,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=300,
+    )
     candidates = sorted(EXTENSION_DIR.glob("codeexec-*.vsix"), key=lambda p: p.stat().st_mtime)
     return candidates[-1] if candidates else None
 
