@@ -953,7 +953,7 @@ def probe(
     cwd = cwd or os.getcwd()
     network = profile == "standard"
     spec = SandboxSpec.for_run(
-        cwd, os.environ, network=network, max_processes=256, profile=profile, memory_mb=256
+        cwd, os.environ, network=network, max_processes=256, profile=profile, memory_mb=1024
     )
     guard = ProcessGuard(spec.max_processes, memory_mb=spec.memory_mb)
     policy = spec.policy(guard)

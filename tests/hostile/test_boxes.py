@@ -434,7 +434,7 @@ async def test_memfd_and_shm_beyond_memory_mb_are_stopped(
 # --- the result channel ------------------------------------------------------------------------
 
 FLOOD_SCRIPT = """\
-import asyncio, json, resource, sys
+import asyncio, json, os, resource, sys
 from codeexec_lsp import snippet
 from codeexec_lsp.actions.run import build_request
 from codeexec_lsp.config import Settings
@@ -442,13 +442,35 @@ from codeexec_lsp.execution.local import LocalExecutor
 from codeexec_lsp.execution.session import SessionExecutor
 from pathlib import Path
 
-folder = Path(sys.argv[2])
-code = sys.argv[3]
-executor = LocalExecutor() if sys.argv[1] == "local" else SessionExecutor()
+kind, folder, code = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+
+def peak_kb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+if kind == "api":
+    import httpx
+    from codeexec_lsp.api.app import create_app
+    from codeexec_lsp.api.settings import ApiSettings
+    from tests.fakes.api_harness import ThreadedApi
+    os.environ["FLOOD_API_TOKEN"] = "flood-token-0123456789abcdef"
+    app = create_app(ApiSettings(token_env="FLOOD_API_TOKEN", cache_dir=folder / "envs"))
+    with ThreadedApi(app) as api:
+        headers = {"Authorization": "Bearer flood-token-0123456789abcdef"}
+        before = peak_kb()
+        answer = httpx.post(api.url + "/execute", json={"code": code}, headers=headers,
+                            timeout=120).json()
+        follow = httpx.post(api.url + "/execute", json={"code": "print(6*7)"},
+                            headers=headers, timeout=60).json()
+    print(json.dumps({"status": answer.get("run_status"), "message": answer.get("error"),
+                      "follow": follow["output"].strip(), "before_kb": before,
+                      "peak_kb": peak_kb()}))
+    sys.exit(0)
+
+executor = LocalExecutor() if kind == "local" else SessionExecutor()
 path = folder / "flood.py"
 path.write_text(code)
 request = build_request(snippet.whole_file(code, str(path)), Settings(timeout=60), folder)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak_kb()
 
 async def main():
     try:
@@ -460,9 +482,8 @@ async def main():
         await executor.close()
 
 result, follow = asyncio.run(main())
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"status": result.status, "message": result.message,
-                  "follow": follow.value, "before_kb": before, "peak_kb": peak}))
+                  "follow": follow.value, "before_kb": before, "peak_kb": peak_kb()}))
 """
 
 # The runner's (or the worker's) result pipe is a number on its command line.
@@ -478,7 +499,7 @@ FLOOD_CODE = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("kind", ["local", "session"])
+@pytest.mark.parametrize("kind", ["local", "session", "api"])
 def test_a_result_pipe_flood_keeps_the_server_small(kind: str, tmp_path: Path) -> None:
     """512 MB written into the result pipe: the server (a fresh process, so its peak RSS
     is this run's) reads at most 10 × maxOutputBytes of it and ends the run as `limit`."""
@@ -496,7 +517,8 @@ def test_a_result_pipe_flood_keeps_the_server_small(kind: str, tmp_path: Path) -
     grown_mb = (outcome["peak_kb"] - outcome["before_kb"]) / 1024
     print(f"{kind}: server peak RSS grew {grown_mb:.0f} MB during a 512 MB result flood")
     assert outcome["status"] == "limit", outcome
-    assert "bytes of result" in outcome["message"], outcome
+    if kind != "api":  # the API answers in its own words
+        assert "bytes of result" in outcome["message"], outcome
     assert outcome["follow"] == "42", outcome
     assert grown_mb < 128, f"the server grew {grown_mb:.0f} MB reading one run's result"
 
