@@ -283,12 +283,11 @@ def _probe_problems(report: sandbox.SandboxReport) -> list[str]:
     errors = [
         note.removeprefix("error:").strip() for note in report.notes if note.startswith("error:")
     ]
-    for name, layer in (
-        ("processes", report.processes),
-        ("network", report.network),
-        ("filesystem", report.filesystem),
-    ):
-        if not layer.applied and "did not report" in layer.detail:
+    for name in ("processes", "memory", "network", "filesystem", "mounts"):
+        layer = getattr(report, name, None)  # the layers this version of the report has
+        if not isinstance(layer, sandbox.Layer) or layer.applied:
+            continue
+        if "did not report" in layer.detail:
             errors.append(f"{name}: {layer.detail}")
     return errors
 
