@@ -171,6 +171,45 @@ cause: Emacs started outside the virtualenv the server was installed in."
 
 (codeexec-register)
 
+(defun codeexec--last-stderr-line (nickname)
+  "The last non-empty line of the stderr buffer of Eglot's NICKNAME server, or nil."
+  (let ((pattern (format "\\` ?\\*EGLOT (%s/.*stderr\\*\\'" (regexp-quote nickname)))
+        line)
+    (dolist (buffer (buffer-list))
+      (when (and (not line) (string-match-p pattern (buffer-name buffer)))
+        (with-current-buffer buffer
+          (let ((text (string-trim (buffer-string))))
+            (unless (string-empty-p text)
+              (setq line (car (last (split-string text "\n" t "[ \t]+")))))))))
+    line))
+
+(defun codeexec--explain-failed-connect (connect managed-modes project class contact
+                                                 &rest args)
+  "Around `eglot--connect': say which command died while starting, and the fix.
+Eglot alone says \"-1: Server died\", naming neither the command nor
+what to do.  CONNECT is the original function; MANAGED-MODES, PROJECT,
+CLASS, CONTACT and ARGS are passed on."
+  (condition-case err
+      (apply connect managed-modes project class contact args)
+    (error
+     (let ((command (and (consp contact) (stringp (car contact))
+                         (cl-loop for part in contact
+                                  until (keywordp part) collect part))))
+       (if (not (and command
+                     (or (equal (car command) (car codeexec-server-command))
+                         (equal (car command) codeexec-rass-program))))
+           (signal (car err) (cdr err))
+         (let ((said (codeexec--last-stderr-line
+                      (file-name-base (directory-file-name (project-root project))))))
+           (user-error
+            "codeexec: the language server `%s' exited while starting (%s)%s.  Check it in a shell: `codeexec-lsp doctor'.  To fix: install it with `pipx install /path/to/codeexec-lsp' (your clone) or `pipx install git+<repository URL>', or set `codeexec-server-command'"
+            (mapconcat #'identity command " ")
+            (error-message-string err)
+            (if said (concat ": " said) ""))))))))
+
+(when (fboundp 'eglot--connect)
+  (advice-add 'eglot--connect :around #'codeexec--explain-failed-connect))
+
 ;;; Talking to the server
 
 (defun codeexec--server ()

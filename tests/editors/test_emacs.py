@@ -229,12 +229,24 @@ pending didChange (it waits for 0.5 s of idleness) after an edit."
     (error (ct-put "error" (error-message-string err))))
   (ct-put "connected" (and (eglot-current-server) t)))
 
+(defun ct-scenario-exits ()
+  "A configured server command that dies during initialize."
+  (setq codeexec-server-command (append (ct-param 'failing_cmd) nil)
+        eglot-sync-connect t
+        eglot-connect-timeout 30)
+  (find-file (ct-param 'file))
+  (condition-case err
+      (apply #'eglot (eglot--guess-contact))
+    (error (ct-put "error" (error-message-string err))))
+  (ct-put "connected" (and (eglot-current-server) t)))
+
 (condition-case err
     (progn
       (pcase (ct-param 'scenario)
         ("run" (ct-scenario-run))
         ("llm" (ct-scenario-llm))
         ("missing" (ct-scenario-missing))
+        ("exits" (ct-scenario-exits))
         (other (ct-fail (format "unknown scenario %S" other))))
       (ignore-errors (eglot-shutdown (eglot-current-server) nil 5))
       (ct-write)
@@ -544,4 +556,22 @@ def test_a_server_command_not_on_exec_path_is_one_message_naming_it_and_the_fix(
     message = observed["error"]
     # user-error formats with format-message: Emacs may curve the quotes
     assert re.search("[`‘]codeexec-lsp['’] is not on Emacs['’]s exec-path", message), message
+    assert "pipx install" in message and "codeexec-server-command" in message
+
+
+def test_a_server_that_dies_while_starting_is_one_message_with_its_command_and_stderr(
+    tmp_path: Path,
+) -> None:
+    """Eglot alone says "-1: Server died"; codeexec.el names the command, the server's last
+    stderr line and the fix."""
+    failing = [
+        sys.executable,
+        "-c",
+        "import sys; sys.stderr.write('codeexec test: pretend pygls is missing\\n'); sys.exit(3)",
+    ]
+    observed, _ = run_emacs(tmp_path, "x = 1\n", {}, "exits", failing_cmd=failing)
+    assert observed["connected"] is None
+    message = observed["error"]
+    assert sys.executable in message and "exited while starting" in message
+    assert "pretend pygls is missing" in message
     assert "pipx install" in message and "codeexec-server-command" in message
