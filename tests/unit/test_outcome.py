@@ -18,6 +18,7 @@ from codeexec_lsp.execution.outcome import (
     build_result,
     classify,
     could_not_start,
+    error_from_json,
     internal_result,
     kill_group,
     looks_like_refused_fork,
@@ -239,3 +240,83 @@ def test_kill_group_ends_the_whole_group_and_ignores_a_gone_one() -> None:
     kill_group(child.pid)  # already gone: no error
     with pytest.raises(ProcessLookupError):
         os.killpg(child.pid, 0)
+
+
+def test_a_minimal_error_object_gets_its_defaults() -> None:
+    error = error_from_json({"frames": [{}], "line": 2})
+    assert error == ErrorInfo(
+        type="Exception",
+        message="",
+        line=2,
+        traceback="",
+        frames=(Frame(file="", line=0, name=""),),
+    )
+    assert error_from_json({}) is None and error_from_json(None) is None
+
+
+def test_every_field_of_a_reported_error_arrives() -> None:
+    data = {
+        "type": "KeyError",
+        "message": "'k'",
+        "line": 5,
+        "column": 2,
+        "end_line": 6,
+        "end_column": 8,
+        "traceback": "tb",
+        "frames": [
+            {"file": "/p/a.py", "line": 5, "name": "f", "column": 2, "end_line": 6,
+             "end_column": 8}
+        ],
+    }  # fmt: skip
+    assert error_from_json(data) == ErrorInfo(
+        "KeyError", "'k'", 5, 2, 6, 8, "tb", (Frame("/p/a.py", 5, "f", 2, 6, 8),)
+    )
+
+
+def test_build_result_keeps_the_error_and_says_exactly_whether_output_was_cut() -> None:
+    error = ErrorInfo("ValueError", "bad", line=3)
+    small, big = BoundedCapture(100), BoundedCapture(2)
+    small.feed(b"ok")
+    big.feed(b"too long")
+    started = time.perf_counter()
+    kept = build_result(request(), "local", ("error", error, ""), None, small, small, started)
+    assert kept.error == error and kept.truncated is False
+    assert kept.extra["limits_applied"] == {} and 0 <= kept.duration_ms < 60_000
+    assert build_result(request(), "l", ("ok", None, ""), None, small, big, started).truncated
+    assert build_result(request(), "l", ("ok", None, ""), None, big, small, started).truncated
+    no_limits = build_result(request(), "l", ("ok", None, ""), reported(), small, small, started)
+    assert no_limits.extra["limits_applied"] == {}
+
+
+def test_limit_messages_name_the_setting_to_change() -> None:
+    memory = classify(LIMITS, 1, reported({**WHERE, "type": "MemoryError"}), None)[2]
+    assert memory == (
+        "Memory limit: the code needed more than 321 MB (the codeexec.memoryMb setting)."
+    )
+    cpu = classify(LIMITS, 1, reported({**WHERE, "type": "CPUTimeLimitExceeded"}), None)[2]
+    assert cpu == (
+        "CPU time limit: the code used more than 5 s of CPU (the codeexec.cpuSeconds setting)."
+    )
+    _, error, message = classify(LIMITS, -9, reported(WHERE), "processes")
+    assert error is not None and error.message == message
+    relabelled = over_process_limit(("error", ErrorInfo("E", "x", line=1), ""), LIMITS)[1]
+    assert relabelled is not None and relabelled.message.endswith("were stopped.")
+
+
+def test_an_exit_status_of_zero_without_a_report_is_not_a_signal() -> None:
+    assert classify(LIMITS, 0, None, None)[0] == "ok"
+
+
+def test_could_not_start_and_internal_results_say_where_it_ran() -> None:
+    started = time.perf_counter() - 1
+    unnamed = RunRequest(snippet.whole_file("1\n", "/p/a.py"), "/py", "/w", {})
+    failed = could_not_start(unnamed, "session", PermissionError(13, "Permission denied"), started)
+    assert "(configured): Permission denied." in failed.message
+    internal = internal_result(request(), "session", "broken", started)
+    assert (internal.status, internal.executor, internal.interpreter, internal.cwd) == (
+        "internal",
+        "session",
+        "/usr/bin/python3",
+        "/work",
+    )
+    assert internal.duration_ms >= 1000
