@@ -310,6 +310,24 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
                 "active_editor_text": text,
             }
 
+        def explain_placements() -> dict[str, Any]:
+            """Explain again (the server answers from its cache) with the other placements."""
+            found: dict[str, Any] = {}
+            for placement in ("preview", "active"):
+                page.keyboard.press("Control+K")
+                page.keyboard.press("Control+W")  # close all editors: one empty group
+                settings_file.write_text(
+                    json.dumps({**base_settings, "codeexec.explanation.openIn": placement})
+                )
+                time.sleep(1.5)  # the settings file is read live, not instantly
+                bench.open_file("demo.py")
+                bench.select_lines(10, 11)
+                bench.command("codeexec: Explain Selection")
+                tabs = wait_until(bench.tabs, lambda t: any(tab.endswith(".md") for tab in t), 20)
+                found[placement] = {"tabs": tabs, "groups": bench.groups()}
+            settings_file.write_text(json.dumps(base_settings))
+            return found
+
         def settings_live() -> dict[str, Any]:
             page.keyboard.press("Control+K")
             page.keyboard.press("Control+W")  # close all editors: a clean slate, one group
@@ -348,6 +366,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
         step("quick_fix_list", quick_fix_list)
         step("fix", fix)
         step("explain", explain)
+        step("explain_placements", explain_placements)
         step("settings_live", settings_live)
         step("broken_server", broken_server)
         observed["console_errors"] = [

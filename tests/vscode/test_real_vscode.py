@@ -455,6 +455,25 @@ def test_explain_opens_the_explanation_beside_the_code(vscode: Session) -> None:
     assert record["groups_before"] == 1 and record["groups_after"] == 2, explain
 
 
+def test_explanation_placement_follows_the_setting(vscode: Session) -> None:
+    record = vscode.step("explain_placements")
+    explain = vscode.explain("explain_placements")
+    preview, active = record["preview"], record["active"]
+    # "preview": the rendered Markdown beside the code; "active": over the code, one group.
+    assert any(tab.startswith("Preview ") and tab.endswith(".md") for tab in preview["tabs"]), (
+        explain
+    )
+    assert preview["groups"] == 2, explain
+    assert any(tab.endswith(".md") and not tab.startswith("Preview") for tab in active["tabs"]), (
+        explain
+    )
+    assert active["groups"] == 1, explain
+    # The two later explanations came from the server's cache: the model was asked twice
+    # in the whole session, once for the fix and once for the first explanation.
+    requests = [json.dumps(r.body)[-300:] for r in vscode.fake_llm.model_requests]
+    assert len(requests) == 2, requests
+
+
 def test_a_changed_settings_json_takes_effect_live(vscode: Session) -> None:
     record = vscode.step("settings_live")
     explain = vscode.explain("settings_live")
