@@ -134,6 +134,12 @@ def _parser() -> argparse.ArgumentParser:
 
     doctor = commands.add_parser("doctor", help="show settings, interpreter and a test run")
     doctor.add_argument("path", nargs="?", type=Path, default=Path.cwd(), help="workspace")
+    doctor.add_argument(
+        "--llm-request",
+        action="store_true",
+        help="also send the model one chat request of at most 8 tokens "
+        "(the only way to see a used-up quota or a rate limit)",
+    )
     _add_settings_option(doctor)
     return parser
 
@@ -375,11 +381,28 @@ def doctor_command(args: argparse.Namespace) -> int:
     applied = result.extra.get("sandbox")
     if isinstance(applied, dict):
         print(f"  sandbox applied: {applied.get('summary')}")
+    problems.extend(_check_llm(settings, send_request=args.llm_request))
     if problems:
         print(f"doctor: {len(problems)} problem(s): " + "; ".join(problems))
         return 1
     print("doctor: every check passed")
     return 0
+
+
+def _check_llm(settings: Settings, *, send_request: bool) -> list[str]:
+    """Print the model check's lines; the problem to report when a configured model failed.
+
+    Nothing configured (no key for the official API) is not a failure: people who only run
+    code need no model."""
+    from codeexec_lsp.llm.probe import check_model_sync  # httpx: imported only when used
+
+    check = check_model_sync(settings.llm, send_request=send_request)
+    print("llm check:" if send_request else "llm check (model list only, no tokens spent):")
+    for line in check.lines():
+        print(f"  {line}")
+    if check.contacted and not check.ok:
+        return ["the LLM check failed (see the llm check lines)"]
+    return []
 
 
 def _read_lines(args: argparse.Namespace) -> tuple[str, str, int, int]:

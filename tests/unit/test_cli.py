@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes.llm_fixtures import fake_llm_fixture  # noqa: F401
+from tests.fakes.llm_server import FakeLlmServer
+
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "examples" / "demo.py"
 
@@ -64,14 +67,50 @@ def test_timeout_exit_code_and_usage_errors(tmp_path: Path) -> None:
     assert cli("run", str(tmp_path / "missing.py")).returncode == 2
 
 
-@pytest.mark.parametrize("secret_name", ["OPENAI_API_KEY", "ANTHROPIC_API_KEY"])
-def test_doctor_reports_without_leaking_secrets(tmp_path: Path, secret_name: str) -> None:
+@pytest.mark.parametrize(
+    ("secret_name", "provider"), [("OPENAI_API_KEY", "openai"), ("ANTHROPIC_API_KEY", "anthropic")]
+)
+def test_doctor_reports_without_leaking_secrets(
+    tmp_path: Path, secret_name: str, provider: str, fake_llm: FakeLlmServer
+) -> None:
     canary = "sk-doctor-canary-1234567890"
-    proc = cli("doctor", str(tmp_path), env={secret_name: canary})
+    fake_llm.require_key = canary
+    base = fake_llm.openai_base_url if provider == "openai" else fake_llm.anthropic_base_url
+    settings = {"llm": {"provider": provider, "baseUrl": base, "model": "fake-model"}}
+    proc = cli(
+        "doctor", str(tmp_path), "--settings", json.dumps(settings), env={secret_name: canary}
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert canary not in proc.stdout + proc.stderr
     assert "test run of 1+1 (session): ok, value 2" in proc.stdout
     assert "interpreter:" in proc.stdout and secret_name in proc.stdout
+    # The model was checked with the key, for free: a model list, no chat request.
+    assert f"key     accepted ({secret_name}, value hidden)" in proc.stdout
+    assert "model   'fake-model' is available" in proc.stdout
+    assert fake_llm.requests and fake_llm.model_requests == []
+
+
+def test_doctor_fails_before_first_use_on_a_refused_key_or_unknown_model(
+    tmp_path: Path, fake_llm: FakeLlmServer
+) -> None:
+    fake_llm.require_key = "sk-the-right-one-123456"
+    settings = json.dumps({"llm": {"baseUrl": fake_llm.openai_base_url, "model": "gpt-nope"}})
+    wrong_key = cli(
+        "doctor", str(tmp_path), "--settings", settings, env={"OPENAI_API_KEY": "x" * 20}
+    )
+    assert wrong_key.returncode == 1, wrong_key.stdout
+    key_line = next(line for line in wrong_key.stdout.splitlines() if "key     " in line)
+    assert "OPENAI_API_KEY" in key_line and "accepted" not in key_line
+    assert wrong_key.stdout.splitlines()[-1].startswith("doctor: 1 problem(s): the LLM check")
+    unknown = cli(
+        "doctor",
+        str(tmp_path),
+        "--settings",
+        settings,
+        env={"OPENAI_API_KEY": fake_llm.require_key},
+    )
+    assert unknown.returncode == 1, unknown.stdout
+    assert "gpt-nope" in next(line for line in unknown.stdout.splitlines() if "model   " in line)
 
 
 def test_demo_drives_the_real_server_and_shows_diagnostic_hover_and_hint() -> None:
