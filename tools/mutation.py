@@ -38,7 +38,11 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     # line mapping
     "snippet": (
         "codeexec_lsp/snippet.py",
-        ["tests/unit/test_snippet.py", "tests/unit/test_runner_mapping.py"],
+        [
+            "tests/unit/test_snippet.py",
+            "tests/unit/test_snippet_edges.py",
+            "tests/unit/test_runner_mapping.py",
+        ],
     ),
     "runner": ("codeexec_lsp/execution/runner.py", ["tests/unit/test_runner_mapping.py"]),
     "outcome": (
