@@ -38,6 +38,8 @@ from codeexec_lsp.execution.outcome import kill_group
 
 START_TIMEOUT_S = 60.0
 READY_POLL_S = 0.05
+READY_RESEND_S = 1.0
+READY_SETTLE_S = 0.0
 STOP_GRACE_S = 2.0
 IPYKERNEL_MISSING = "No module named ipykernel"
 
@@ -112,33 +114,39 @@ class _ZmqKernel(KernelConnection):
         return str(message["header"]["msg_id"])
 
     async def _wait_ready(self, timeout: float, died: asyncio.Future[Any] | None) -> None:
-        """kernel_info until both the reply and the kernel's iopub status arrive (iopub is
-        a subscription: output sent before it is connected is lost)."""
+        """kernel_info until both its reply and the kernel's iopub status for it arrive
+        (iopub is a subscription: output sent before it is connected is lost). A request
+        is repeated only when unanswered for a while: requests queued before the kernel
+        binds all arrive at once, and a flood of them has lost later replies."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        asked: set[str] = set()
-        replied = iopub_seen = False
-        while not (replied and iopub_seen):
-            if died is not None and died.done():
-                raise KernelUnavailable("the kernel exited while starting")
-            if loop.time() > deadline:
-                raise KernelUnavailable(f"the kernel did not answer within {timeout:g} s")
-            asked.add(await self.send("kernel_info_request", {}))
-            until = loop.time() + READY_POLL_S
-            while loop.time() < until:
+        while True:
+            asked = await self.send("kernel_info_request", {})
+            resend_at = loop.time() + READY_RESEND_S
+            replied = iopub_seen = False
+            while loop.time() < resend_at:
+                if died is not None and died.done():
+                    raise KernelUnavailable("the kernel exited while starting")
+                if loop.time() > deadline:
+                    raise KernelUnavailable(f"the kernel did not answer within {timeout:g} s")
                 try:
-                    message = await asyncio.wait_for(self.messages.get(), until - loop.time())
+                    message = await asyncio.wait_for(self.messages.get(), READY_POLL_S)
                 except asyncio.TimeoutError:
-                    break
-                parent = (message.get("parent_header") or {}).get("msg_id")
-                if parent not in asked:
+                    continue
+                if (message.get("parent_header") or {}).get("msg_id") != asked:
                     continue
                 if message.get("msg_type") == "kernel_info_reply":
                     replied = True
                 elif message.get("msg_type") == "status":
                     iopub_seen = True
-        self.drain()
-        self.state = KernelState.IDLE
+                if replied and iopub_seen:
+                    await asyncio.sleep(READY_SETTLE_S)
+                    self.drain()
+                    self.state = KernelState.IDLE
+                    return
+                if replied:
+                    # Answered on shell, but iopub was not connected yet: ask again.
+                    resend_at = min(resend_at, loop.time() + READY_POLL_S)
 
     async def _disconnect(self) -> None:
         for pump in self._pumps:
@@ -247,6 +255,8 @@ class LaunchedKernel(_ZmqKernel):
 
     async def _watch(self, process: asyncio.subprocess.Process) -> None:
         code = await process.wait()
+        if process is not self.process:
+            return  # an old kernel we stopped ourselves (restart): not a death to report
         how = f"signal {-code}" if code < 0 else f"exit status {code}"
         self.mark_dead(f"the kernel process ended ({how})")
 

@@ -43,7 +43,7 @@ from codeexec_lsp.execution.jupyter.protocol import KernelState, new_message
 MAX_FRAME_BYTES = 256 * 1024 * 1024
 REST_TIMEOUT_S = 30.0
 READY_TIMEOUT_S = 60.0
-READY_POLL_S = 0.1
+READY_RESEND_S = 1.0
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
 
@@ -203,8 +203,10 @@ class RemoteKernel(KernelConnection):
                 raise KernelUnavailable(f"the kernel connection failed ({self.death})")
             if loop.time() > deadline:
                 raise KernelUnavailable(f"the kernel did not answer within {READY_TIMEOUT_S:g} s")
+            # Repeated only when unanswered for a while: a flood of early requests, all
+            # delivered at once when the kernel is up, has lost later replies (ipykernel 7).
             asked.add(await self.send("kernel_info_request", {}))
-            until = loop.time() + READY_POLL_S
+            until = loop.time() + READY_RESEND_S
             while loop.time() < until:
                 try:
                     message = await asyncio.wait_for(self.messages.get(), until - loop.time())
