@@ -71,7 +71,10 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         "codeexec_lsp/edits.py",
         ["tests/unit/test_edits.py", "tests/unit/test_edit_boundaries.py"],
     ),
-    "fix": ("codeexec_lsp/actions/fix.py", ["tests/unit/test_untrusted_answers.py", PROMISES]),
+    "fix": (
+        "codeexec_lsp/actions/fix.py",
+        ["tests/unit/test_fix_loop.py", "tests/unit/test_untrusted_answers.py", PROMISES],
+    ),
     "untrusted": ("codeexec_lsp/actions/untrusted.py", ["tests/unit/test_untrusted_answers.py"]),
     # the /execute API's auth and limits
     "app": (
