@@ -575,7 +575,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = handlers.get(args.command or "serve", serve_command)
     try:
         status = handler(args)
-        sys.stdout.flush()  # inside the try: a closed pipe shows up here at the latest
+        # Inside the try: a closed pipe shows up here at the latest. `serve` may end with
+        # stdout already closed (the editor hung up), which is nothing to report.
+        if not sys.stdout.closed:
+            sys.stdout.flush()
         return status
     except UsageError as exc:
         print(f"codeexec-lsp: {exc}", file=sys.stderr)

@@ -404,3 +404,27 @@ def test_demo_works_outside_the_clone_and_its_bundled_copy_matches_examples(
     )
     assert proc.returncode == 0, proc.stderr
     assert "[codeexec/ZeroDivisionError]" in proc.stdout
+
+
+def _lsp_message(payload: dict[str, object]) -> bytes:
+    body = json.dumps(payload).encode()
+    return b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+def test_serve_ends_cleanly_on_shutdown_and_exit() -> None:
+    # An editor restarting the server sends shutdown then exit; the old server must end with
+    # status 0 and nothing on stderr (pygls closes stdout on exit: no flush traceback).
+    messages = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"capabilities": {}}},
+        {"jsonrpc": "2.0", "method": "initialized", "params": {}},
+        {"jsonrpc": "2.0", "id": 2, "method": "shutdown"},
+        {"jsonrpc": "2.0", "method": "exit"},
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "codeexec_lsp"],
+        input=b"".join(_lsp_message(message) for message in messages),
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert b"Traceback" not in proc.stderr, proc.stderr.decode()
