@@ -170,6 +170,33 @@ class SandboxReport:
 # --- what a child is asked for -----------------------------------------------------------
 
 
+# Kernel interfaces a standard run does not write, even as root (see SandboxSpec.for_run).
+STANDARD_UNWRITABLE = ("proc", "sys", "dev")
+STANDARD_DEVICE_DIRS = ("/dev/shm", "/dev/pts", "/dev/mqueue")
+STANDARD_WRITABLE_FILES = (
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+    "/dev/tty",
+    "/dev/ptmx",
+)
+
+
+def standard_writable_dirs() -> tuple[str, ...]:
+    """Every top-level directory but the kernel's: writes anywhere the user may."""
+    try:
+        names = sorted(os.listdir("/"))
+    except OSError:
+        return ("/",)
+    return tuple(
+        f"/{name}"
+        for name in names
+        if name not in STANDARD_UNWRITABLE and os.path.isdir(f"/{name}")
+    )
+
+
 # Strict runs get empty private copies of these (a private mount namespace): other runs'
 # leftovers, the API's other work dirs and the host daemons' pathname sockets live there.
 STRICT_PRIVATE_DIRS = ("/tmp", "/var/tmp", "/run")
@@ -208,8 +235,11 @@ class SandboxSpec:
             writable = (workspace, *STRICT_PRIVATE_DIRS, "/dev/shm", "/dev/mqueue")
         else:
             # The user's own code writes wherever the user may (principle 8): Landlock is
-            # still applied, for what it scopes (ptrace, /proc of the server, signals).
-            writable = ("/",)
+            # still applied, for what it scopes (ptrace, /proc of the server, signals), and
+            # keeps the kernel's own files out of reach: a root child writing /sys could
+            # leave its cgroups (and their limits), /proc/sysrq-trigger could stop the
+            # machine, /dev/vda is the disk.
+            writable = (*standard_writable_dirs(), *STANDARD_DEVICE_DIRS)
         return cls(
             network, tuple(dict.fromkeys(writable)), max_processes, profile, workspace, memory_mb
         )
@@ -223,7 +253,7 @@ class SandboxSpec:
             "network": self.network,
             "network_methods": list(NETWORK_METHODS),
             "writable": list(self.writable),
-            "writable_files": list(STRICT_WRITABLE_FILES if strict else ()),
+            "writable_files": list(STRICT_WRITABLE_FILES if strict else STANDARD_WRITABLE_FILES),
             "filesystem_methods": [m for m in FILESYSTEM_METHODS if m == "landlock" or strict],
             "drop_caps": True,
             "drop_all_caps": strict,
@@ -821,8 +851,9 @@ def _filesystem_layer(child: Mapping[str, Any], profile: str) -> Layer:
     if method == "landlock":
         if profile == "standard":
             detail = (
-                "writes wherever the user may; the server's /proc (environment, memory, "
-                "fds) cannot be read, nor its processes traced or signalled"
+                "writes wherever the user may, except /proc, /sys and device nodes; the "
+                "server's /proc (environment, memory, fds) cannot be read, nor its "
+                "processes traced or signalled"
             )
             return Layer(True, f"Landlock ABI {fs.get('abi')}", detail, missing)
         return Layer(True, f"Landlock ABI {fs.get('abi')}", f"writes only in {writable}", missing)

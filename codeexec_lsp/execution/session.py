@@ -541,6 +541,10 @@ class _Session:
         if not await self.wait_ready(worker, cancel):
             if cancel is not None and cancel.is_set() and worker.alive:
                 return _cancelled(request, started)
+            if worker.killed_for in ("restart", "close"):
+                # Restarted or closed while it was starting: nothing failed.
+                stopped_by = "restarted" if worker.killed_for == "restart" else "closed"
+                return _cancelled(request, started, f"Cancelled: the session was {stopped_by}.")
             assert worker.ready is not None
             timed_out = not worker.ready.done()  # else its result pipe closed: it exited
             await self.discard(worker, "failed to start")

@@ -755,3 +755,30 @@ async def test_strict_runs_as_a_separate_uid_when_the_server_is_root(
     if closed.value == "0":
         assert "separate uid NOT applied" in notes and "closed to other users" in notes, notes
         assert "every capability of root dropped" in notes
+
+
+def kernel_files() -> list[str]:
+    found = [str(p) for p in Path("/sys/fs/cgroup").glob("*/cgroup.procs")][:2]
+    return found + [str(p) for p in (Path("/dev/vda"), Path("/dev/sda")) if p.exists()]
+
+
+async def test_standard_runs_do_not_write_the_kernels_files(
+    executor: Executor, tmp_path: Path
+) -> None:
+    """Writes wherever the user may, but not /sys (a root child could leave its cgroups and
+    their limits) nor device nodes such as the disk."""
+    targets = kernel_files()
+    if not targets:
+        pytest.skip("no cgroup files or disks to try here")
+    code = (
+        "import os\n"
+        "refused = []\n"
+        f"for path in {targets!r}:\n"
+        "    try:\n"
+        "        open(path, 'ab').close()\n"
+        "    except OSError as exc:\n"
+        "        refused.append(exc.strerror)\n"
+        "len(refused)\n"
+    )
+    result = await run(executor, code, tmp_path)
+    assert (result.status, result.value) == ("ok", str(len(targets))), result
