@@ -30,7 +30,6 @@ from codeexec_lsp.execution.base import RunRequest
 
 REQUIRED = ("jupyter_client", "ipykernel", "websockets", "jupyter_server", "kernel_gateway")
 MISSING = [name for name in REQUIRED if importlib.util.find_spec(name) is None]
-TOKEN_ENV = "CODEEXEC_TEST_JUPYTER_TOKEN"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -78,15 +77,21 @@ class JupyterServer:
     process: subprocess.Popen[bytes]
     log: Path
 
+    @property
+    def token_env(self) -> str:
+        """The variable our executor reads the token from (set in this process only)."""
+        return f"CODEEXEC_TEST_{self.kind.upper()}_TOKEN"
+
     def client(self, token: str | None = None) -> httpx.Client:
         """A fresh client (jupyter_server's login cookie would keep a reused one in)."""
         return httpx.Client(
             base_url=self.url, headers={"Authorization": f"token {token or self.token}"}
         )
 
-    def kernel_ids(self) -> set[str]:
+    def has_kernel(self, kernel_id: str) -> bool:
+        """By id: Kernel Gateway does not list kernels unless configured to."""
         with self.client() as client:
-            return {kernel["id"] for kernel in client.get("/api/kernels").json()}
+            return client.get(f"/api/kernels/{kernel_id}").status_code == 200
 
 
 def _jupyter_bin(name: str) -> str:
@@ -99,7 +104,6 @@ def start_server(kind: str, root: Path) -> JupyterServer:
     token = secrets.token_hex(16)
     port = free_port()
     env = {**os.environ, "JUPYTER_TOKEN": token, "KG_AUTH_TOKEN": token}
-    env.pop(TOKEN_ENV, None)
     if kind == "jupyter_server":
         argv = [
             _jupyter_bin("jupyter-server"),
@@ -123,6 +127,7 @@ def start_server(kind: str, root: Path) -> JupyterServer:
         argv, cwd=root, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
     )
     server = JupyterServer(kind, f"http://127.0.0.1:{port}", token, process, log)
+    os.environ[server.token_env] = token
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -139,6 +144,7 @@ def start_server(kind: str, root: Path) -> JupyterServer:
 
 
 def stop_server(server: JupyterServer) -> None:
+    os.environ.pop(server.token_env, None)
     server.process.terminate()
     try:
         server.process.wait(15)

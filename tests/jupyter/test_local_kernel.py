@@ -331,3 +331,18 @@ async def test_an_unknown_kernelspec_is_named(tmp_path: Path) -> None:
         await jupyter.close()
     assert result.status == "internal"
     assert "no-such-kernel" in result.message and "kernelspec list" in result.message
+
+
+async def test_the_kernel_sees_no_secrets(
+    executor: JupyterExecutor, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JUPYTER_TOKEN", "server-token-value")
+    fresh = JupyterExecutor()
+    try:
+        result = await run(
+            fresh, "import os\nsorted(k for k in os.environ if 'TOKEN' in k.upper())\n", folder
+        )
+    finally:
+        await fresh.close()
+    assert result.status == "ok", result.message
+    assert result.value == "[]"
