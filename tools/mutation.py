@@ -75,7 +75,10 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         "codeexec_lsp/actions/fix.py",
         ["tests/unit/test_fix_loop.py", "tests/unit/test_untrusted_answers.py", PROMISES],
     ),
-    "untrusted": ("codeexec_lsp/actions/untrusted.py", ["tests/unit/test_untrusted_answers.py"]),
+    "untrusted": (
+        "codeexec_lsp/actions/untrusted.py",
+        ["tests/unit/test_untrusted_answers.py", "tests/unit/test_untrusted_rules.py"],
+    ),
     # the /execute API's auth and limits
     "app": (
         "codeexec_lsp/api/app.py",
