@@ -1,21 +1,27 @@
-"""How executed code is confined, and the server's half of it.
+"""How executed code is confined, and the server's half of it (DESIGN.md principle 8).
 
-Three layers, each with fallbacks, each reported (by `doctor` and on the hover of a run)
-rather than assumed:
+Two profiles, built by launcher.py before the user's interpreter starts:
 
-- processes: a pids cgroup per run (per session worker) bounds processes and threads even
-  for root, and lets everything the run started be killed at the end, including children
-  that called setsid(); else, for a root server told to (CODEEXEC_RUN_AS), a separate
-  unprivileged uid whose RLIMIT_NPROC the kernel enforces; else a supervisor: the child
-  becomes a subreaper so orphans stay in its process tree, and the server counts that tree
-  and kills it (plus RLIMIT_NPROC for a non-root user); else only the process group.
-- network: a new network namespace (root), else a user + network namespace, else a
-  seccomp filter refusing inet sockets; `codeexec.network: true` leaves it on.
-- file system: Landlock, else a read-only mount namespace; writes stay allowed in the
-  working directory, the temp dir and a few devices. Reads are never restricted.
+- `standard` (the user's own runs): network on; writes wherever the user may except the
+  kernel's files (/proc, /sys, device nodes); a Landlock domain that keeps the server out
+  of reach (its /proc environ, memory and fds cannot be read, it cannot be traced or
+  signalled); root's admin capabilities dropped; all the limits.
+- `strict` (fix verification, every /execute request, opt-in): no network (a network
+  namespace, else a user + network namespace, else a seccomp filter); a private mount
+  namespace with a copy-on-write overlay of the workspace (read-only where the kernel has
+  no overlay), empty private /tmp, /var/tmp, /run and /dev/shm that vanish with the run,
+  no terminals, everything else read-only; Landlock write limits and scoping of signals
+  and abstract Unix sockets; every capability dropped, and a separate uid on a root
+  server where the interpreter allows it.
 
-The steps that must happen inside the child, before user code, are in sandbox_child.py,
-which runs under the user's interpreter (stdlib only).
+In both, processes are bounded by a pids cgroup per run (per session worker), else a
+separate uid (CODEEXEC_RUN_AS, honoured whenever it is set), else a supervisor that counts
+the run's process tree; memory by a memory cgroup (which counts tmpfs and memfd pages),
+besides the child's RLIMIT_AS. Each layer is reported (by `doctor` and on the hover of a
+run) rather than assumed, with why a better mechanism was not available.
+
+The steps that happen in the child, before the user's interpreter is exec'd, are in
+sandbox_child.py (stdlib only, run by the launcher under the server's interpreter).
 """
 
 from __future__ import annotations

@@ -1,7 +1,10 @@
 """Confining a child interpreter before any user code runs.
 
-runner.py and worker.py load this file by path, under the *user's* interpreter, so it uses
-the standard library only and stays valid Python 3.8. The server decides what to ask for
+The launcher runs this file as ``python -I -S sandbox_child.py --launch ...`` under the
+*server's* interpreter, applies the box, then execs the user's interpreter (see
+launcher.py); runner.py and worker.py still load it by path under the user's interpreter
+for the subreaper's clean-up, and `doctor` runs it with ``--probe``. So it uses the
+standard library only and stays valid Python 3.8. The server decides what to ask for
 (sandbox.py) and passes it as one JSON object; `apply` does each step it can and reports
 each one, never raising: a missing mechanism must be said, not be fatal.
 

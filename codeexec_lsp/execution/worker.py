@@ -3,8 +3,9 @@
 Like runner.py, whose compiling, running and error mapping it reuses, it runs under the
 *user's* interpreter, so it uses the standard library only and stays valid Python 3.8.
 
-Arguments: ``--request-fd R --result-fd W [--parent-pid P] [--sandbox POLICY]``; the
-sandbox (sandbox_child.py) is applied once, before the first request is read.
+Arguments: ``--request-fd R --result-fd W [--parent-pid P] [--sandbox POLICY]``. The box
+is built before this interpreter starts (launcher.py), which writes its report as the
+first line of the result pipe; ``--sandbox`` only asks for the subreaper's clean-up.
 
 Protocol: one JSON object per line in both directions, on dedicated pipes (never stdin,
 which user code sees as closed, like in runner.py).
@@ -14,7 +15,8 @@ which user code sees as closed, like in runner.py).
   "sys_path", "cpu_seconds"}`` per run; ``{"op": "reap"}`` after the server killed a
   run's processes (a fork bomb), so their zombies free their process slots. End of file
   ends the worker.
-- ``--result-fd``: ``{"ready": true, "pid", "limits_applied", "sandbox"}`` once the limits
+- ``--result-fd``: after the launcher's ``{"sandbox": {...}}`` line,
+  ``{"ready": true, "pid", "limits_applied", "sandbox"}`` once the limits
   are in place; per run ``{"started": id}`` once an interrupt would reach the user's code, then
   one runner-style result (plus ``id``).
 

@@ -7,6 +7,7 @@ import os
 import resource
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,17 +19,13 @@ from codeexec_lsp.execution.local import BoundedCapture, LocalExecutor
 from codeexec_lsp.results import RunResult
 
 
-def request_for(code: str, tmp_path: Path, **settings: object) -> RunRequest:
+def request_for(code: str, tmp_path: Path, **settings: Any) -> RunRequest:
     path = tmp_path / "snippet.py"
     path.write_text(code)
-    return build_request(
-        snippet.whole_file(code, str(path)),
-        Settings(**settings),
-        tmp_path,  # type: ignore[arg-type]
-    )
+    return build_request(snippet.whole_file(code, str(path)), Settings(**settings), tmp_path)
 
 
-async def run(code: str, tmp_path: Path, **settings: object) -> RunResult:
+async def run(code: str, tmp_path: Path, **settings: Any) -> RunResult:
     return await LocalExecutor().run(request_for(code, tmp_path, **settings))
 
 
@@ -204,3 +201,19 @@ async def test_runs_under_another_interpreter_than_the_server(tmp_path: Path) ->
     result = await run("import sys\nsys.prefix\n", tmp_path)
     assert result.value == repr(str(venv))
     assert result.interpreter.startswith(str(venv))
+
+
+async def test_a_fix_candidate_is_verified_in_the_strict_box(tmp_path: Path) -> None:
+    """Code the user did not write (a model's fix) runs strict with no network, whatever
+    the settings say: its workspace writes are thrown away."""
+    from codeexec_lsp.actions.run import untrusted
+
+    code = "open('from_the_model.txt', 'w').write('x')\nimport socket\nsocket.socket()\n"
+    request = untrusted(request_for(code, tmp_path, network=True, sandbox="standard"))
+    assert (request.sandbox, request.network_allowed) == ("strict", False)
+    result = await LocalExecutor().run(request)
+    assert result.extra["sandbox"]["profile"] == "strict", result
+    if result.extra["sandbox"]["mounts"]["applied"]:
+        assert not (tmp_path / "from_the_model.txt").exists()
+    if result.extra["sandbox"]["network"]["applied"]:
+        assert "network off" in result.extra["sandbox"]["summary"]
