@@ -45,6 +45,10 @@ INTERRUPT_GRACE_S = 3.0  # an interrupted kernel answers in ~20 ms; a stuck one 
 HELPER_TIMEOUT_S = 30.0
 STATE_LOST = "its state (variables, imports) was lost"
 DEFAULT_TOKEN_ENV = "JUPYTER_TOKEN"
+PLAIN_KERNEL = (
+    "This kernel is not IPython, so the error is given by name and message only, "
+    "without its line in the file."
+)
 
 KernelKey = tuple[str, ...]
 
@@ -71,6 +75,7 @@ class _Kernel:
 
     connection: KernelConnection | None = None
     helper_installed: bool = False
+    plain: bool = False  # not an IPython kernel: code runs as is, errors by name only
     note: str = ""  # said on the next run (e.g. that an earlier run lost the state)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     runs: int = 0
@@ -150,9 +155,24 @@ class JupyterExecutor:
 
     async def _with_helper(self, slot: _Kernel, connection: KernelConnection) -> KernelConnection:
         if not slot.helper_installed:
-            await self._install_helper(connection)
-            slot.helper_installed = True
+            await self._prepare(slot, connection)
         return connection
+
+    async def _prepare(self, slot: _Kernel, connection: KernelConnection) -> None:
+        """Our helper into an IPython kernel; any other kernel runs the code as it is."""
+        slot.plain = not await self._is_ipython(connection)
+        if not slot.plain:
+            await self._install_helper(connection)
+        slot.helper_installed = True
+
+    async def _is_ipython(self, connection: KernelConnection) -> bool:
+        connection.drain()
+        msg_id = await connection.send("kernel_info_request", {})
+        collector = RunCollector(msg_id, 100_000)
+        if await self._collect(connection, collector, HELPER_TIMEOUT_S, None) is not None:
+            raise KernelUnavailable("the kernel did not answer kernel_info in time")
+        implementation = (collector.reply or {}).get("implementation")
+        return implementation == "ipython"
 
     async def _install_helper(self, connection: KernelConnection) -> None:
         connection.drain()
@@ -195,8 +215,7 @@ class JupyterExecutor:
             result = await self._execute(slot, connection, request, cancel, started)
             if result is None:  # the helper was gone (restarted behind our back): once more
                 slot.helper_installed = False
-                await self._install_helper(connection)
-                slot.helper_installed = True
+                await self._prepare(slot, connection)
                 result = await self._execute(slot, connection, request, cancel, started)
             return result or internal_result(
                 request, NAME, "the kernel keeps losing the codeexec helper", started
@@ -218,17 +237,20 @@ class JupyterExecutor:
         limits = request.limits
         connection.drain()
         slot.runs += 1
-        msg_id = await connection.send(
-            "execute_request",
-            execute_content(helper.run_cell(snippet.code)),
-            metadata=helper.request_metadata(
-                snippet.code,
-                snippet.path,
-                snippet.document,
-                snippet.first_line + 1,
-                snippet.column,
-            ),
-        )
+        if slot.plain:
+            msg_id = await connection.send("execute_request", execute_content(snippet.code))
+        else:
+            msg_id = await connection.send(
+                "execute_request",
+                execute_content(helper.run_cell(snippet.code)),
+                metadata=helper.request_metadata(
+                    snippet.code,
+                    snippet.path,
+                    snippet.document,
+                    snippet.first_line + 1,
+                    snippet.column,
+                ),
+            )
         connection.state = KernelState.BUSY
         collector = RunCollector(msg_id, limits.max_output_bytes)
         hard_cap = limits.output_hard_cap
@@ -349,7 +371,8 @@ class JupyterExecutor:
             classified = classify(request.limits, None, reported, reason)  # type: ignore[arg-type]
         status, error, message = classified
         note, slot.note = slot.note, ""
-        message = " ".join(part for part in (note, message, lost) if part)
+        plain = PLAIN_KERNEL if slot.plain and error is not None else ""
+        message = " ".join(part for part in (note, message, lost, plain) if part)
         result = build_result(
             request,
             NAME,
@@ -403,8 +426,7 @@ class JupyterExecutor:
                 slot.helper_installed = False
                 try:
                     await slot.connection.restart()
-                    await self._install_helper(slot.connection)
-                    slot.helper_installed = True
+                    await self._prepare(slot, slot.connection)
                     count += 1
                 except KernelUnavailable as exc:
                     slot.note = f"The kernel could not be restarted ({exc})."

@@ -170,7 +170,7 @@ class RunCollector:
             return False
         kind = msg_type(message)
         content = message.get("content") or {}
-        if kind == "execute_reply":
+        if kind.endswith("_reply"):
             self.reply = content
         elif kind == "status":
             state = content.get("execution_state")
