@@ -167,3 +167,96 @@ def test_a_forged_error_in_the_result_channel_is_clipped_by_the_server() -> None
     assert len(error.traceback) <= runner.MAX_TRACEBACK_CHARS + 100
     assert len(error.frames) == runner.MAX_FRAMES and error.frames[-1].line == 49_999
     assert all(len(frame.file) <= runner.MAX_NAME_CHARS + 100 for frame in error.frames)
+
+
+# --- every field of the error object (found unguarded by mutation testing) ----------------------
+
+
+def test_a_multi_line_expression_error_has_its_whole_range_and_every_frame() -> None:
+    document = "def f(a):\n    return (a +\n            None)\n\n\nf(1)\n"
+    error = run(snippet.for_lines(document, "/virtual/m.py", 0, 5))["error"]
+    assert error.pop("traceback").endswith(
+        "TypeError: unsupported operand type(s) for +: 'int' and 'NoneType'\n"
+    )
+    assert error == {
+        "type": "TypeError",
+        "message": "unsupported operand type(s) for +: 'int' and 'NoneType'",
+        "line": 2,
+        "column": 12,
+        "end_line": 3,
+        "end_column": 16,
+        "frames": [
+            {
+                "file": "/virtual/m.py",
+                "line": 6,
+                "name": "<module>",
+                "column": 0,
+                "end_line": 6,
+                "end_column": 4,
+            },
+            {
+                "file": "/virtual/m.py",
+                "line": 2,
+                "name": "f",
+                "column": 12,
+                "end_line": 3,
+                "end_column": 16,
+            },
+        ],
+    }
+
+
+def test_a_syntax_error_in_an_indented_selection_is_placed_in_the_file() -> None:
+    document = "if True:\n    x = [1,\n         2 +]\n"
+    error = run(snippet.for_lines(document, "/virtual/s.py", 1, 2))["error"]
+    assert error == {
+        "type": "SyntaxError",
+        "message": "invalid syntax",
+        "line": 3,
+        "column": 12,
+        "end_line": 3,
+        "end_column": 13,
+        "traceback": '  File "/virtual/s.py", line 3\n    2 +]\n       ^\n'
+        "SyntaxError: invalid syntax\n",
+        "frames": [{"file": "/virtual/s.py", "line": 3, "name": "<module>", "column": 12}],
+    }
+
+
+def test_a_syntax_error_in_a_partial_line_selection_keeps_the_line_text() -> None:
+    document = "value = (1, 2 +)\n"
+    error = run(snippet.for_selection(document, "/virtual/p.py", (0, 8), (0, 16)))["error"]
+    assert (error["line"], error["column"], error["end_line"], error["end_column"]) == (
+        1,
+        15,
+        1,
+        16,
+    )
+    assert "value = (1, 2 +)" in error["traceback"]  # the document's line, not the snippet's
+
+
+def test_a_request_with_only_code_and_path_counts_from_line_one() -> None:
+    outcome = runner.run_request({"code": "x = 1\n1 / 0", "path": "/virtual/min.py"})
+    error = outcome["error"]
+    assert (error["line"], error["column"], error["end_line"], error["end_column"]) == (2, 0, 2, 5)
+    assert "    1 / 0\n" in error["traceback"]  # the code itself stood in for the document
+
+
+def test_frames_outside_the_document_have_no_columns_and_the_error_stays_in_it() -> None:
+    document = "import json\njson.loads('{')"  # no final newline
+    outcome = runner.run_request({"code": document, "path": "/virtual/j.py", "document": document})
+    error = outcome["error"]
+    assert error["type"] == "json.decoder.JSONDecodeError"
+    assert (error["line"], error["column"], error["end_line"], error["end_column"]) == (
+        2,
+        0,
+        2,
+        15,
+    )
+    assert [sorted(frame) for frame in error["frames"][1:]] == [["file", "line", "name"]] * 3
+    assert "    json.loads('{')\n" in error["traceback"]
+
+
+def test_an_awaited_trailing_expression_gives_its_value() -> None:
+    document = "import asyncio\nawait asyncio.sleep(0, result=5)\n"
+    outcome = run(snippet.for_lines(document, "/virtual/a.py", 0, 1))
+    assert (outcome["status"], outcome["value"], outcome["error"]) == ("ok", "5", None)
