@@ -346,3 +346,73 @@ async def test_the_kernel_sees_no_secrets(
         await fresh.close()
     assert result.status == "ok", result.message
     assert result.value == "[]"
+
+
+async def test_the_kernel_runs_in_the_box_of_its_profile(
+    executor: JupyterExecutor, folder: Path
+) -> None:
+    result = await run(executor, "1\n", folder)
+    assert result.extra["sandbox"]["profile"] == "standard"
+
+
+async def test_the_strict_box_is_refused_with_a_reason(folder: Path) -> None:
+    jupyter = JupyterExecutor()
+    try:
+        result = await run(jupyter, "1\n", folder, sandbox="strict")
+    finally:
+        await jupyter.close()
+    assert result.status == "internal"
+    assert '"strict" sandbox' in result.message and "session executor" in result.message
+    assert jupyter.connections() == []
+
+
+EQUIVALENT_SNIPPETS = {
+    "deep error": "def f(x):\n    return g(x)\n\n\ndef g(x):\n    return x['k']\n\n\nf({})\n",
+    "syntax error": "a = 1\nif a\n    pass\n",
+    "notes": "e = ValueError('bad')\ne.add_note('first note')\nraise e\n",
+    "value": "print('a')\n[1, 2, 3]\n",
+    "system exit": "import sys\nprint('before')\nsys.exit(3)\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(EQUIVALENT_SNIPPETS))
+async def test_same_result_as_the_session_executor(
+    executor: JupyterExecutor, folder: Path, name: str
+) -> None:
+    from codeexec_lsp.execution.session import SessionExecutor
+
+    code = EQUIVALENT_SNIPPETS[name]
+    session = SessionExecutor()
+    try:
+        expected = await run(session, code, folder)  # type: ignore[arg-type]
+    finally:
+        await session.close()
+    actual = await run(executor, code, folder)
+    assert (actual.status, actual.stdout, actual.value) == (
+        expected.status,
+        expected.stdout,
+        expected.value,
+    )
+    if expected.error is None:
+        assert actual.error is None
+        return
+    assert actual.error is not None
+    fields = ("type", "message", "line", "column", "end_line", "end_column")
+    assert [getattr(actual.error, f) for f in fields] == [
+        getattr(expected.error, f) for f in fields
+    ]
+    assert actual.error.frames == expected.error.frames
+
+
+async def test_an_abandoned_run_is_interrupted_and_the_kernel_kept(
+    executor: JupyterExecutor, folder: Path
+) -> None:
+    await run(executor, "abandoned_keeps = 'kept'\n", folder)
+    task = asyncio.ensure_future(run(executor, "while True:\n    pass\n", folder))
+    await asyncio.sleep(1.0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    after = await run(executor, "abandoned_keeps\n", folder, timeout=20)
+    assert after.status == "ok", after.message
+    assert after.value == "'kept'"

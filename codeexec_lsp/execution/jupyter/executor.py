@@ -45,6 +45,13 @@ INTERRUPT_GRACE_S = 3.0  # an interrupted kernel answers in ~20 ms; a stuck one 
 HELPER_TIMEOUT_S = 30.0
 STATE_LOST = "its state (variables, imports) was lost"
 DEFAULT_TOKEN_ENV = "JUPYTER_TOKEN"
+# The strict box gives the kernel a private /tmp and no writes elsewhere, so the ipc
+# sockets it binds are out of our reach (and TCP is out of its network namespace).
+STRICT_UNSUPPORTED = (
+    'The jupyter executor cannot start a local kernel in the "strict" sandbox (the box '
+    'hides the kernel\'s sockets from the server): use sandbox "standard" for it, or the '
+    "session executor for strict runs."
+)
 PLAIN_KERNEL = (
     "This kernel is not IPython, so the error is given by name and message only, "
     "without its line in the file."
@@ -107,13 +114,19 @@ class JupyterExecutor:
         self.connection_file = connection_file
         self._kernels: dict[KernelKey, _Kernel] = {}
         self._closed = False
+        self._background: set[asyncio.Future[None]] = set()
 
     # --- which kernel ----------------------------------------------------------------------
 
+    @property
+    def _launches_kernels(self) -> bool:
+        return not (self.url or self.connection_file)
+
     def _key(self, request: RunRequest) -> KernelKey:
-        if self.url or self.connection_file:
+        if not self._launches_kernels:
             return ("shared",)
-        return (request.cwd, request.python, self.kernel_name or "", request.sandbox)
+        network = "network" if request.network_allowed else "offline"
+        return (request.cwd, request.python, self.kernel_name or "", request.sandbox, network)
 
     def _connect(self, request: RunRequest) -> KernelConnection:
         if self.connection_file:
@@ -198,6 +211,8 @@ class JupyterExecutor:
             return internal_result(request, NAME, missing, started)
         if self._closed:
             return self._cancelled(request, started, "Cancelled: the executor was closed.")
+        if request.sandbox == "strict" and self._launches_kernels:
+            return internal_result(request, NAME, STRICT_UNSUPPORTED, started)
         slot = self._kernels.setdefault(self._key(request), _Kernel())
         if not await _acquire(slot.lock, cancel):
             return self._cancelled(request, started, "Cancelled before it started.")
@@ -222,6 +237,13 @@ class JupyterExecutor:
             )
         except KernelUnavailable as exc:
             return internal_result(request, NAME, str(exc), started)
+        except asyncio.CancelledError:
+            # Nobody waits for this run any more: stop the code, keep the kernel.
+            if slot.connection is not None and slot.connection.state is KernelState.BUSY:
+                stopping = asyncio.ensure_future(slot.connection.interrupt())
+                self._background.add(stopping)
+                stopping.add_done_callback(self._background.discard)
+            raise
         finally:
             slot.lock.release()
 
@@ -389,6 +411,7 @@ class JupyterExecutor:
                     "run": slot.runs,
                     **_identity(connection),
                 },
+                **_sandbox(connection),
             },
         )
         return _with_outputs(result, collector, bool(collector.truncated))
@@ -405,6 +428,8 @@ class JupyterExecutor:
     async def warm(self, request: RunRequest) -> bool:
         """Start the kernel `request` would use (at `initialize`, like the session)."""
         if missing_dependencies(remote=bool(self.url)) is not None:
+            return False
+        if request.sandbox == "strict" and self._launches_kernels:
             return False
         slot = self._kernels.setdefault(self._key(request), _Kernel())
         async with slot.lock:
@@ -440,6 +465,12 @@ class JupyterExecutor:
                 with contextlib.suppress(Exception):
                     await slot.connection.close()
                 slot.connection = None
+
+
+def _sandbox(connection: KernelConnection) -> dict[str, Any]:
+    report = getattr(connection, "sandbox_report", None)
+    found = report() if callable(report) else None
+    return {"sandbox": found} if isinstance(found, dict) else {}
 
 
 def _identity(connection: KernelConnection) -> dict[str, Any]:

@@ -174,6 +174,7 @@ class LaunchedKernel(_ZmqKernel):
         self.process: asyncio.subprocess.Process | None = None
         self.sandbox: dict[str, Any] | None = None
         self._guard: Any = None
+        self._box: Box | None = None
         self._runtime_dir: str | None = None
         self._exited: asyncio.Task[None] | None = None
 
@@ -236,6 +237,7 @@ class LaunchedKernel(_ZmqKernel):
             os.close(report_write)
             os.close(log_fd)
         self._guard = guard
+        self._box = box
         with contextlib.suppress(Exception):
             await guard.adopt(self.process.pid)
         self.sandbox = await _read_report(report_read)
@@ -252,6 +254,13 @@ class LaunchedKernel(_ZmqKernel):
                 f"The Jupyter kernel on {request.python} did not start ({exc}): "
                 + (" ".join(log.splitlines()[-3:]) or "no output")
             ) from exc
+
+    def sandbox_report(self) -> dict[str, Any] | None:
+        """What confines the kernel (and so each run), as the session's hover shows it."""
+        if self._box is None or self._guard is None:
+            return None
+        report: dict[str, Any] = self._box.report(self._guard, self.sandbox).to_json()
+        return report
 
     async def _watch(self, process: asyncio.subprocess.Process) -> None:
         code = await process.wait()
