@@ -76,3 +76,27 @@ async def test_a_missing_connection_file_is_named(tmp_path: Path) -> None:
         await jupyter.close()
     assert result.status == "internal"
     assert missing in result.message and "connectionFile" in result.message
+
+
+async def test_an_attached_kernel_stuck_past_an_interrupt_is_not_restarted(
+    tmp_path: Path,
+) -> None:
+    manager = AsyncKernelManager(transport="ipc")
+    await manager.start_kernel()
+    try:
+        jupyter = JupyterExecutor(connection_file=manager.connection_file)
+        try:
+            await jupyter.run(request_for("notebook_state = 1\n", tmp_path))
+            stuck = (
+                "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                "while True:\n    pass\n"
+            )
+            result = await jupyter.run(request_for(stuck, tmp_path, timeout=1))
+        finally:
+            await jupyter.close()
+        assert result.status == "timeout"
+        assert "codeexec.restart" in result.message
+        assert result.extra["jupyter"]["state_lost"] is False
+        assert await manager.is_alive()
+    finally:
+        await manager.shutdown_kernel(now=True)

@@ -52,6 +52,10 @@ STRICT_UNSUPPORTED = (
     'hides the kernel\'s sockets from the server): use sandbox "standard" for it, or the '
     "session executor for strict runs."
 )
+STILL_BUSY = (
+    "An earlier run did not stop when interrupted and the attached kernel is not ours to "
+    "restart: it may still be busy. Use Restart (codeexec.restart) to restart it."
+)
 PLAIN_KERNEL = (
     "This kernel is not IPython, so the error is given by name and message only, "
     "without its line in the file."
@@ -281,11 +285,14 @@ class JupyterExecutor:
         if reason is not None and not connection.died.is_set():
             await connection.interrupt()
             await self._collect(connection, collector, INTERRUPT_GRACE_S, None)
-            if not collector.done and not connection.died.is_set():
+            if not collector.done and not connection.died.is_set() and connection.owned:
                 lost = (
                     f"The kernel did not stop when interrupted, so it was restarted: {STATE_LOST}."
                 )
                 await self._restart_lost(slot, connection)
+            elif not collector.done and not connection.died.is_set():
+                # Not ours to restart (a notebook's kernel) unless the user says Restart.
+                slot.note = STILL_BUSY
         if connection.died.is_set() and not lost and not connection.state_lost:
             lost = (
                 f"The run's end is unknown: {connection.death}. The next run reconnects "
