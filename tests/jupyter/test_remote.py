@@ -220,3 +220,14 @@ async def test_an_unknown_kernel_id_is_named(server: JupyterServer, folder: Path
 async def test_the_token_is_not_on_the_servers_command_line(server: JupyterServer) -> None:
     cmdline = Path(f"/proc/{server.process.pid}/cmdline").read_bytes()  # noqa: ASYNC240
     assert server.token.encode() not in cmdline
+
+
+async def test_restart_clears_the_state_once(executor: JupyterExecutor, folder: Path) -> None:
+    await run(executor, "before_restart = 1\n", folder)
+    assert await executor.restart() == 1
+    after = await run(executor, "'before_restart' in globals()\n", folder)
+    assert after.status == "ok", after.message
+    assert after.value == "False"
+    assert after.message == ""  # a restart we asked for is no death to report
+    again = await run(executor, "restarted_state = 2\nrestarted_state\n", folder)
+    assert again.value == "2" and again.message == ""
