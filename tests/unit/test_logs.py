@@ -45,9 +45,10 @@ async def test_verbose_http_trace_never_shows_the_key(
 
 
 def test_a_secret_containing_another_is_hidden_whole(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SHORT_KEY_VAR", "abcd1234")
-    monkeypatch.setenv("LONG_KEY_VAR", "abcd1234efgh5678")
-    redacted = redact_text("sent abcd1234efgh5678 and abcd1234", ["SHORT_KEY_VAR", "LONG_KEY_VAR"])
+    # Longest first, not in alphabetical order: "zz..." sorts before "aa..." backwards.
+    monkeypatch.setenv("SHORT_KEY_VAR", "zz99secret")
+    monkeypatch.setenv("LONG_KEY_VAR", "aazz99secretbb")
+    redacted = redact_text("sent aazz99secretbb and zz99secret", ["SHORT_KEY_VAR", "LONG_KEY_VAR"])
     assert redacted == "sent [REDACTED] and [REDACTED]"
 
 
