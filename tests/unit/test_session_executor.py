@@ -7,6 +7,7 @@ import os
 import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,14 +25,10 @@ SIGINT_IGNORING_LOOP = (
 )
 
 
-def request_for(code: str, tmp_path: Path, **settings: object) -> RunRequest:
+def request_for(code: str, tmp_path: Path, **settings: Any) -> RunRequest:
     path = tmp_path / "snippet.py"
     path.write_text(code)
-    return build_request(
-        snippet.whole_file(code, str(path)),
-        Settings(**settings),
-        tmp_path,  # type: ignore[arg-type]
-    )
+    return build_request(snippet.whole_file(code, str(path)), Settings(**settings), tmp_path)
 
 
 @pytest.fixture(autouse=True)
