@@ -36,7 +36,9 @@ DRIVER = textwrap.dedent(
         last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
         display.begin_run()
         exec(compile(tree, "<run>", "exec"), namespace)
-        value = eval(compile(ast.Expression(last.value), "<run>", "eval"), namespace) if last else None
+        value = None
+        if last is not None:
+            value = eval(compile(ast.Expression(last.value), "<run>", "eval"), namespace)
         outputs = display.end_run(value)
         sys.stdout.write("RESULT " + json.dumps({"outputs": outputs, "value": repr(value)}) + "\\n")
     """
@@ -70,7 +72,8 @@ def png_of(output: dict[str, Any]) -> bytes:
 
 
 needs_matplotlib = pytest.mark.skipif(
-    subprocess.run([sys.executable, "-c", "import matplotlib"], capture_output=True).returncode,
+    subprocess.run([sys.executable, "-c", "import matplotlib"], capture_output=True).returncode
+    != 0,
     reason="matplotlib is not installed",
 )
 
@@ -202,6 +205,9 @@ def test_outputs_past_the_run_limit_are_refused_and_past_the_count_dropped_with_
     outputs = collector.take()
     assert len(outputs) == 6
     assert "3 more outputs were not kept" in outputs[-1]["data"]["text/plain"]
+
+
+OVER_ONE_OUTPUT = display.MAX_OUTPUT_BYTES + 1
 
 
 def test_bounded_outputs_keeps_the_contract_shape_only() -> None:
