@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 from codeexec_lsp import __version__, snippet
 from codeexec_lsp.actions.explain import check_not_excluded, explain
 from codeexec_lsp.actions.fix import FixRequest, fix
-from codeexec_lsp.actions.run import build_request
+from codeexec_lsp.actions.run import build_request, untrusted
 from codeexec_lsp.api.cli import add_api_arguments, api_command
 from codeexec_lsp.cache import TextCache, user_cache_dir
 from codeexec_lsp.code_context import build_context
@@ -334,7 +334,11 @@ def doctor_command(args: argparse.Namespace) -> int:
     print(f"  memoryMb        {settings.memory_mb}")
     print(f"  maxOutputBytes  {settings.max_output_bytes:,}")
     print(f"  envPassthrough  {', '.join(settings.env_passthrough) or '(none)'}")
-    print(f"  network         {'on' if settings.network else 'off'} for executed code")
+    print(f"  sandbox         {settings.sandbox}")
+    network = (
+        "profile default" if settings.network is None else ("on" if settings.network else "off")
+    )
+    print(f"  network         {network} for executed code")
     print(f"  http.url        {settings.http.url or '(none)'}")
     print(f"  http.tokenEnv   {_mask(settings.http.token_env)}")
     print(f"  llm.provider    {settings.llm.provider}")
@@ -351,14 +355,17 @@ def doctor_command(args: argparse.Namespace) -> int:
         problems.append(f"the interpreter {interpreter.path} cannot start ({why})")
     else:
         print(f"  version {version}")
-    print("sandbox (what executed code gets here; see execution/sandbox.py):")
-    report = sandbox.probe(interpreter.path, str(workspace))
-    for line in report.lines():
-        print(line)
-    probe_errors = _probe_problems(report)
-    if probe_errors:
-        print(f"  FAILED: the sandbox probe failed: {'; '.join(probe_errors)}")
-        problems.append("the sandbox probe failed")
+    # Both profiles: strict is what fix candidates and /execute requests always get, so
+    # what it lacks on this machine matters even when the user's runs are standard.
+    for profile in ("standard", "strict"):
+        print(f"sandbox, {profile} profile (what executed code gets here):")
+        report = sandbox.probe(interpreter.path, str(workspace), profile)
+        for line in report.lines():
+            print(line)
+        probe_errors = _probe_problems(report)
+        if probe_errors:
+            print(f"  FAILED: the {profile} sandbox probe failed: {'; '.join(probe_errors)}")
+            problems.append(f"the {profile} sandbox probe failed")
     code = snippet.for_lines("1+1\n", str(workspace / "<doctor>"), 0, 0)
     request = replace(build_request(code, settings, workspace), network=settings.network)
     started = time.perf_counter()
@@ -459,7 +466,8 @@ def fix_command(args: argparse.Namespace) -> int:
 
     async def run_lines(document: str, first_line: int, last_line: int) -> RunResult:
         code = snippet.for_lines(document, path, first_line, last_line)
-        return await LocalExecutor().run(build_request(code, settings, workspace))
+        # A model's candidate is code the user did not write: the strict box, no network.
+        return await LocalExecutor().run(untrusted(build_request(code, settings, workspace)))
 
     request = FixRequest(
         document=text,

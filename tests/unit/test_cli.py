@@ -210,7 +210,8 @@ def test_doctor_exits_non_zero_and_never_says_ok_when_the_interpreter_cannot_run
     output = proc.stdout.splitlines()
     test_run = next(line for line in output if line.startswith("test run of 1+1"))
     assert ": ok" not in test_run and "FAILED" in test_run
-    assert "FAILED: the sandbox probe failed" in proc.stdout
+    assert "FAILED: the standard sandbox probe failed" in proc.stdout
+    assert "FAILED: the strict sandbox probe failed" in proc.stdout
     assert "this interpreter is broken" in proc.stdout
     assert output[-1].startswith("doctor: ") and "problem" in output[-1]
     assert "every check passed" not in proc.stdout
