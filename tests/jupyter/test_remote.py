@@ -170,6 +170,11 @@ async def test_an_attached_kernel_is_shared_both_ways_and_never_deleted(
             assert seen.status == "ok", seen.message
             assert seen.value == "'nb'"
             await run(jupyter, "from_the_editor = 6 * 7\n", folder)
+            # The notebook's output between our runs is not kept for us.
+            await execute_elsewhere(server, kernel_id, "for i in range(2000):\n    print(i)")
+            (connection,) = jupyter.connections()
+            assert connection.messages.qsize() == 0
+            assert (await run(jupyter, "from_the_editor\n", folder)).value == "42"
         finally:
             await jupyter.close()
         assert server.has_kernel(kernel_id)

@@ -39,6 +39,9 @@ class KernelConnection(abc.ABC):
         # False when only our connection broke (a server's websocket): the kernel and its
         # state may live on, and the next run reconnects to them.
         self.state_lost = True
+        # Between runs nothing is queued (an attached notebook may print for hours); only
+        # a death is noted. drain() starts listening, stop_listening() ends it.
+        self.listening = False
 
     def mark_dead(self, why: str, *, state_lost: bool = True) -> None:
         if not self.died.is_set():
@@ -74,10 +77,22 @@ class KernelConnection(abc.ABC):
     async def close(self) -> None:
         """Stop listening; shut the kernel down if we own it."""
 
+    def deliver(self, message: dict[str, Any]) -> None:
+        """A message from the kernel: queued while we listen; a death is noted always."""
+        status = unparented_status(message)
+        if status is not None:
+            self.mark_dead(f"the server reports the kernel {status}")
+        if self.listening:
+            self.messages.put_nowait(message)
+
     def drain(self) -> None:
-        """Forget messages of earlier runs (late outputs, other clients' chatter), but not
-        that the kernel died meanwhile (a server's unparented `status: restarting`)."""
+        """Forget messages of earlier runs (late outputs, other clients' chatter) and
+        listen from now on."""
+        self.listening = True
         while not self.messages.empty():
-            status = unparented_status(self.messages.get_nowait())
-            if status is not None:
-                self.mark_dead(f"the server reports the kernel {status}")
+            self.messages.get_nowait()
+
+    def stop_listening(self) -> None:
+        self.listening = False
+        while not self.messages.empty():
+            self.messages.get_nowait()

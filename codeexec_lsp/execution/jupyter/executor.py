@@ -249,6 +249,8 @@ class JupyterExecutor:
                 stopping.add_done_callback(self._background.discard)
             raise
         finally:
+            if slot.connection is not None:
+                slot.connection.stop_listening()
             slot.lock.release()
 
     async def _execute(
@@ -445,6 +447,9 @@ class JupyterExecutor:
             except KernelUnavailable:
                 slot.connection = None
                 return False
+            finally:
+                if slot.connection is not None:
+                    slot.connection.stop_listening()
         return True
 
     async def restart(self) -> int:
@@ -462,6 +467,8 @@ class JupyterExecutor:
                     count += 1
                 except KernelUnavailable as exc:
                     slot.note = f"The kernel could not be restarted ({exc})."
+                finally:
+                    slot.connection.stop_listening()
         return count
 
     async def close(self) -> None:

@@ -95,7 +95,7 @@ class _ZmqKernel(KernelConnection):
                 if channel.socket is None or channel.socket.closed:
                     return
                 continue
-            self.messages.put_nowait(message)
+            self.deliver(message)
 
     async def send(
         self,
@@ -120,6 +120,7 @@ class _ZmqKernel(KernelConnection):
         binds all arrive at once, and a flood of them has lost later replies."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        self.drain()
         while True:
             asked = await self.send("kernel_info_request", {})
             resend_at = loop.time() + READY_RESEND_S

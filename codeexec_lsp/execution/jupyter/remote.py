@@ -188,7 +188,7 @@ class RemoteKernel(KernelConnection):
                     continue
                 if isinstance(message, dict):
                     message.setdefault("msg_type", (message.get("header") or {}).get("msg_type"))
-                    self.messages.put_nowait(message)
+                    self.deliver(message)
         except WebSocketException:
             pass
         # The socket closed: the kernel may live on; the next run reconnects to it.
@@ -198,6 +198,7 @@ class RemoteKernel(KernelConnection):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + READY_TIMEOUT_S
         asked: set[str] = set()
+        self.drain()
         while True:
             if self.died.is_set():
                 raise KernelUnavailable(f"the kernel connection failed ({self.death})")
