@@ -93,3 +93,27 @@ def test_explain_piped_into_head_exits_without_a_traceback(
     assert first == "It divides by zero for an empty list.\n"
     assert status in (0, 141)
     assert "Traceback" not in err.read_text() and "BrokenPipe" not in err.read_text()
+
+
+def test_fix_verifies_the_candidate_in_the_strict_box(
+    tmp_path: Path, fake_llm: FakeLlmServer
+) -> None:
+    # A candidate is code the user did not write: it is verified in the strict box, whose
+    # workspace writes are thrown away, while the user's own runs (standard) write for real.
+    marker = tmp_path / "written-by-the-code"
+    write = f"open({str(marker)!r}, 'w').write('x')\n"
+    (tmp_path / "writes.py").write_text(write)
+    assert cli("run", str(tmp_path / "writes.py")).returncode == 0
+    assert marker.exists(), "a standard run writes where the user may"
+    marker.unlink()
+    script = tmp_path / "buggy.py"
+    script.write_text(BUGGY)
+    candidate = FIXED.replace("def mean(values):\n", "def mean(values):\n    " + write, 1)
+    fake_llm.default = Answer(f"```python\n{candidate}```")
+    env = {"CODEEXEC_CACHE_DIR": str(tmp_path / "cache")}
+    proc = cli(
+        "fix", str(script), "--lines", "1-5", "--apply", "--settings", settings(fake_llm), env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert script.read_text() == candidate, "the verified candidate is written"
+    assert not marker.exists(), "the candidate's verification wrote into the real workspace"
