@@ -193,6 +193,19 @@ def mime_bundle(
     return data, {mime: meta for mime, meta in metadata.items() if mime in data}
 
 
+def describe(obj: Any) -> dict[str, Any]:
+    """What the text lines of editors without rich display name: the type and, for tables
+    and arrays, the shape (`DataFrame 100×3`)."""
+    described: dict[str, Any] = {"type": type(obj).__name__[:100]}
+    try:
+        shape = getattr(obj, "shape", None)
+    except Exception:
+        return described
+    if isinstance(shape, tuple) and 0 < len(shape) <= 4 and all(type(n) is int for n in shape):
+        described["shape"] = list(shape)
+    return described
+
+
 def is_rich(data: dict[str, Any]) -> bool:
     return any(mime != "text/plain" for mime in data)
 
@@ -277,6 +290,8 @@ class OutputCollector:
                 self.add_figure(obj, close=False)
                 continue
             data, meta = mime_bundle(obj, include, exclude)
+            if is_rich(data):
+                meta["codeexec"] = describe(obj)
             if metadata:
                 meta.update(metadata)
             self.add("display_data", data, meta)
@@ -292,6 +307,7 @@ class OutputCollector:
             return
         data, metadata = mime_bundle(value)
         if is_rich(data):
+            metadata["codeexec"] = describe(value)
             self.add("execute_result", data, metadata)
 
     def add_figure(self, figure: Any, close: bool, output_type: str = "display_data") -> None:
