@@ -13,6 +13,7 @@ import pytest
 from codeexec_lsp import snippet
 from codeexec_lsp.actions.fix import FixOutcome, FixRequest, fix
 from codeexec_lsp.actions.run import build_request
+from codeexec_lsp.code_context import DiagnosticInfo
 from codeexec_lsp.config import Settings
 from codeexec_lsp.edits import LineEdit
 from codeexec_lsp.execution.local import LocalExecutor
@@ -209,3 +210,38 @@ async def test_a_context_too_long_is_retried_with_a_trimmed_context(runs: Runs) 
     model = Model(LlmContextTooLong("too long"), fenced(GOOD))
     outcome = await fix(model, request(runs, last_run=last_run), runs)
     assert outcome.verified and len(model.prompts) == 2
+
+
+async def test_after_a_probe_deleting_the_failing_call_is_still_refused(runs: Runs) -> None:
+    """No diagnostic and no earlier run: the probe's failure is what the fix is judged by."""
+    whole = "def mean(values):\n    return sum(values) / len(values)\n\n\npass"
+    outcome = await fix(Model(fenced(whole)), request(runs, last_line=4, attempts=1), runs)
+    assert not outcome.should_apply
+    assert "it deletes the failing line `print(mean([]))`" in outcome.message
+    assert [(first, last) for _, first, last in runs.calls] == [(0, 4)]  # only the probe ran
+
+
+async def test_the_diagnostic_and_the_path_reach_the_model(runs: Runs) -> None:
+    diagnostic = DiagnosticInfo('"valuez" is not defined', 1, "Pyright", "reportUndefined")
+    model = Model(fenced(GOOD))
+    await fix(model, request(runs, diagnostic=diagnostic), runs)
+    assert '"valuez" is not defined' in model.prompts[0] and "Pyright" in model.prompts[0]
+    assert str(runs.path) in model.prompts[0]
+
+
+async def test_a_target_further_down_is_verified_over_the_right_lines(tmp_path: Path) -> None:
+    document = "import math\n\n\n" + BUGGY
+    path = tmp_path / "down.py"
+    path.write_text(document)
+    runs = Runs(path)
+    outcome = await fix(
+        Model(fenced(GOOD)),
+        request(runs, document=document, first_line=3, last_line=4, run_span=(3, 7)),
+        runs,
+    )
+    assert outcome.verified and outcome.edits == [
+        LineEdit(4, 4, "    if not values:\n        return 0.0\n")
+    ]
+    # The probe ran lines 4–8; with two lines more, verification runs lines 4–10.
+    assert [(first, last) for _, first, last in runs.calls] == [(3, 7), (3, 9)]
+    assert outcome.message.startswith("Fixed and verified: lines 4–10 ran")
