@@ -186,10 +186,18 @@ class JupyterExecutor:
         connection.drain()
         msg_id = await connection.send("kernel_info_request", {})
         collector = RunCollector(msg_id, 100_000)
-        if await self._collect(connection, collector, HELPER_TIMEOUT_S, None) is not None:
-            raise KernelUnavailable("the kernel did not answer kernel_info in time")
+        await self._settle(connection, collector, "answer kernel_info")
         implementation = (collector.reply or {}).get("implementation")
         return implementation == "ipython"
+
+    async def _settle(
+        self, connection: KernelConnection, collector: RunCollector, what: str
+    ) -> None:
+        """Wait for one of our own requests to be done; KernelUnavailable if it never is."""
+        if await self._collect(connection, collector, HELPER_TIMEOUT_S, None) is not None:
+            raise KernelUnavailable(f"the kernel did not {what} within {HELPER_TIMEOUT_S:g} s")
+        if not collector.done:
+            raise KernelUnavailable(f"the kernel died before it could {what} ({connection.death})")
 
     async def _install_helper(self, connection: KernelConnection) -> None:
         connection.drain()
@@ -197,8 +205,7 @@ class JupyterExecutor:
             "execute_request", execute_content(helper.install_cell(), silent=True)
         )
         collector = RunCollector(msg_id, 100_000)
-        if await self._collect(connection, collector, HELPER_TIMEOUT_S, None) is not None:
-            raise KernelUnavailable("the kernel did not take the codeexec helper in time")
+        await self._settle(connection, collector, "take the codeexec helper")
         error = collector.error_from_kernel()
         if error is not None:
             raise KernelUnavailable(
