@@ -32,7 +32,7 @@ def test_lone_carriage_returns_are_line_endings_too() -> None:
 
 
 def test_edits_out_of_order_are_refused_with_a_reason() -> None:
-    with pytest.raises(ValueError, match="overlap or are not in document order"):
+    with pytest.raises(ValueError, match=r"^edits overlap or are not in document order$"):
         apply_line_edits("a\nb\nc\n", [LineEdit(2, 3, "z\n"), LineEdit(0, 1, "y\n")])
 
 
