@@ -4,6 +4,7 @@
     python tools/mutation.py                # every promise module
     python tools/mutation.py redact logs    # some of them (names as in the table below)
     python tools/mutation.py --survivors    # also print each surviving mutant's diff
+    python tools/mutation.py app --only '*_authorize*' '*_read_body*'   # some functions
 
 mutmut changes one thing at a time in a module (a comparison, a constant, an argument...),
 runs the tests that cover the changed function, and counts the changes no test noticed. Each
@@ -19,6 +20,7 @@ listed with the reason in tools/MUTATION.md.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import re
@@ -27,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,7 +161,9 @@ def mutmut_command() -> list[str]:
     return [found]
 
 
-def score_of(project: Path, name: str, path: str, seconds: float) -> Score:
+def score_of(
+    project: Path, name: str, path: str, seconds: float, only: Sequence[str] = ()
+) -> Score:
     meta = project / "mutants" / (path + ".meta")
     score = Score(name, seconds=seconds)
     if not meta.exists():
@@ -166,6 +171,8 @@ def score_of(project: Path, name: str, path: str, seconds: float) -> Score:
     codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
     survivors = []
     for key, code in codes.items():
+        if only and not any(fnmatch.fnmatch(key, pattern) for pattern in only):
+            continue
         score.total += 1
         if code in KILLED:
             score.killed += 1
@@ -181,7 +188,14 @@ def score_of(project: Path, name: str, path: str, seconds: float) -> Score:
     return score
 
 
-def run_module(name: str, rev: str | None, children: int, keep: Path | None, show: bool) -> Score:
+def run_module(
+    name: str,
+    rev: str | None,
+    children: int,
+    keep: Path | None,
+    show: bool,
+    only: Sequence[str] = (),
+) -> Score:
     path, tests = MODULES[name]
     project = Path(tempfile.mkdtemp(prefix=f"codeexec-mutation-{name}-"))
     try:
@@ -191,14 +205,14 @@ def run_module(name: str, rev: str | None, children: int, keep: Path | None, sho
         log = project / "mutmut.log"
         with log.open("w") as out:
             subprocess.run(
-                [*mutmut_command(), "run", "--max-children", str(children)],
+                [*mutmut_command(), "run", "--max-children", str(children), *only],
                 cwd=project,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
                 check=False,
             )
-        score = score_of(project, name, path, time.monotonic() - started)
+        score = score_of(project, name, path, time.monotonic() - started, only)
         if score.total == 0:
             tail = log.read_text(errors="replace")[-2000:]
             print(f"{name}: mutmut produced no results; the end of its log:\n{tail}")
@@ -225,6 +239,13 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="mutants run side by side")
     parser.add_argument("--keep", type=Path, help="keep each scratch copy under this folder")
     parser.add_argument("--survivors", action="store_true", help="print survivors' diffs")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=[],
+        metavar="GLOB",
+        help="only mutants whose names match, e.g. '*_authorize*' (the functions of a promise)",
+    )
     args = parser.parse_args()
     names = args.modules or list(MODULES)
     unknown = [name for name in names if name not in MODULES]
@@ -238,7 +259,7 @@ def main() -> None:
         f"{'other':>5} {'score':>7} {'time':>7}"
     )
     for name in names:
-        score = run_module(name, args.rev, args.jobs, args.keep, args.survivors)
+        score = run_module(name, args.rev, args.jobs, args.keep, args.survivors, args.only)
         scores.append(score)
         print(
             f"{name:<12} {score.total:>7} {score.killed:>6} {score.survived:>8} "
