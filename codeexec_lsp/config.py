@@ -15,6 +15,7 @@ from typing import Any
 EXECUTORS = ("local", "session", "http")
 SANDBOX_PROFILES = ("standard", "strict")
 PROVIDERS = ("openai", "anthropic")
+HOVER_IMAGES = ("auto", "always", "never")
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,9 @@ class Settings:
     sandbox: str = "standard"
     # None: the profile decides (standard on, strict off); true/false overrides it.
     network: bool | None = None
+    # Images in hover: "auto" for clients known to render Markdown `data:` images (VS Code
+    # and its forks, Sublime's LSP), "always" to try every client, "never" for text lines.
+    hover_images: str = "auto"
     http: HttpSettings = field(default_factory=HttpSettings)
     llm: LlmSettings = field(default_factory=LlmSettings)
     fix: FixSettings = field(default_factory=FixSettings)
@@ -149,6 +153,7 @@ _KEYS: tuple[tuple[str, str, Check], ...] = (
     ("envPassthrough", "env_passthrough", _string_list),
     ("sandbox", "sandbox", _one_of(*SANDBOX_PROFILES)),
     ("network", "network", _optional_boolean),
+    ("hoverImages", "hover_images", _one_of(*HOVER_IMAGES)),
     ("http.url", "http.url", _optional_string),
     ("http.tokenEnv", "http.token_env", _string),
     ("llm.provider", "llm.provider", _one_of(*PROVIDERS)),

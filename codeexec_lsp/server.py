@@ -13,6 +13,7 @@ from urllib.parse import unquote
 
 import cattrs
 from lsprotocol import types as lsp
+from pygls.capabilities import get_capability
 from pygls.constants import ATTR_EXECUTE_IN_THREAD
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
@@ -20,7 +21,7 @@ from pygls.protocol import LanguageServerProtocol
 from pygls.uris import to_fs_path
 from pygls.workspace import TextDocument
 
-from codeexec_lsp import __version__, present, snippet
+from codeexec_lsp import __version__, present, present_outputs, snippet
 from codeexec_lsp.actions.explain import check_not_excluded, explain
 from codeexec_lsp.actions.fix import FixOutcome, FixRequest, fix
 from codeexec_lsp.actions.run import (
@@ -51,6 +52,8 @@ APPLY_FIX = "codeexec.applyFix"
 KIND_RUN = "codeexec.run"
 RESTART = "codeexec.restart"
 KIND_RESTART = "codeexec.restart"
+SHOW_OUTPUT = "codeexec.showOutput"
+KIND_SHOW_OUTPUT = "codeexec.showOutput"
 KIND_RUN_FILE = "codeexec.runFile"
 KIND_EXPLAIN = "codeexec.explain"
 KIND_FIX = "quickfix.codeexec.fix"
@@ -141,6 +144,7 @@ class CodeexecServer(LanguageServer):
         self.explanations = ExplanationHistory()
         self.explain_cache = TextCache(user_cache_dir() / "explanations")
         self.pending_fixes: dict[str, tuple[int | None, FixOutcome]] = {}
+        self.client_name: str | None = None
         self._warned: set[str] = set()
 
     def report_server_error(self, error: Exception, source: Any) -> None:
@@ -181,13 +185,19 @@ class CodeexecServer(LanguageServer):
     def encoding(self) -> str:
         return str(self.workspace.position_encoding or lsp.PositionEncodingKind.Utf16)
 
-    def capability(self, path: str) -> Any:
-        node: Any = self.client_capabilities
-        for part in path.split("."):
-            node = getattr(node, part, None)
-            if node is None:
-                return None
-        return node
+    def supports(self, path: str) -> bool:
+        """Whether the client announced the boolean capability at `path`, read with pygls'
+        get_capability and an explicit default. Always name the boolean leaf: an object such
+        as `window.show_document` is truthy even when its `support` is false."""
+        return get_capability(self.client_capabilities, path, False) is True
+
+    @property
+    def image_style(self) -> present_outputs.ImageStyle:
+        """Whether hover may carry images, for this client and the hoverImages setting."""
+        parser = get_capability(self.client_capabilities, "general.markdown.parser", None)
+        return present_outputs.hover_image_style(
+            parser, self.client_name, self.settings.hover_images
+        )
 
     def load_settings(self) -> list[str]:
         """Re-read the settings layers; the warnings for values that were not usable."""
@@ -208,7 +218,7 @@ class CodeexecServer(LanguageServer):
         self._warned = set(warnings)
 
     async def pull_settings(self) -> None:
-        if not self.capability("workspace.configuration"):
+        if not self.supports("workspace.configuration"):
             return
         try:
             answer = await self.workspace_configuration_async(
@@ -254,13 +264,13 @@ class CodeexecServer(LanguageServer):
             document.lines,
             self.encoding,
             related_information=bool(
-                self.capability("text_document.publish_diagnostics.related_information")
+                self.supports("text_document.publish_diagnostics.related_information")
             ),
         )
         self.text_document_publish_diagnostics(
             lsp.PublishDiagnosticsParams(uri=uri, diagnostics=found, version=document.version)
         )
-        if self.capability("workspace.inlay_hint.refresh_support"):
+        if self.supports("workspace.inlay_hint.refresh_support"):
             self.workspace_inlay_hint_refresh(None)
 
     # --- running ------------------------------------------------------------------------
@@ -411,7 +421,7 @@ class CodeexecServer(LanguageServer):
         return {"markdown": result.markdown, "cached": result.cached}
 
     async def show_explanation(self, code: snippet.Snippet, markdown: str) -> None:
-        if not self.capability("window.show_document"):
+        if not self.supports("window.show_document.support"):
             return
         stem = code.path.rsplit("/", 1)[-1].removesuffix(".py")
         path = user_cache_dir() / "explanations" / "documents"
@@ -425,6 +435,57 @@ class CodeexecServer(LanguageServer):
             )
         except Exception as exc:  # the hover still shows it; say why the document did not open
             log.warning("could not show the explanation document: %s", exc)
+
+    def output_record(self, uri: str, range_: lsp.Range | None) -> RunRecord:
+        """The run Show output is about: the last one overlapping `range_`, else the
+        document's last run; a clear refusal when there is none."""
+        if range_ is not None:
+            record = self.history.overlapping(uri, range_.start.line, range_.end.line)
+        else:
+            records = self.history.records(uri)
+            record = records[-1] if records else None
+        if record is not None:
+            return record
+        raise JsonRpcException(
+            "codeexec Show output: no finished run here. Run these lines (a run still going "
+            "can be shown once it ends), then Show output.",
+            code=REQUEST_FAILED,
+        )
+
+    async def show_output(self, uri: str, range_: lsp.Range | None) -> dict[str, Any]:
+        """Write the whole result of a run as one HTML page and open it in the browser."""
+        record = self.output_record(uri, range_)
+        stem = record.path.rsplit("/", 1)[-1].removesuffix(".py") or "output"
+        folder = user_cache_dir() / "outputs"
+        target = folder / f"{stem}-lines-{record.first_line + 1}-{record.last_line + 1}.html"
+        page = present_outputs.output_page(record.result, f"{stem}.py, {record.label}")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            target.write_text(page, encoding="utf-8")
+        except OSError as exc:
+            message = f"codeexec Show output: could not write {target}: {exc.strerror or exc}"
+            self.window_show_message(
+                lsp.ShowMessageParams(type=lsp.MessageType.Error, message=message)
+            )
+            raise JsonRpcException(message, code=REQUEST_FAILED) from exc
+        page_uri = target.as_uri()
+        shown = False
+        if self.supports("window.show_document.support"):
+            try:
+                answer = await self.window_show_document_async(
+                    lsp.ShowDocumentParams(uri=page_uri, external=True)
+                )
+                shown = bool(answer and answer.success)
+            except Exception as exc:  # the page is written; say where it is instead
+                log.warning("window/showDocument failed: %s", exc)
+        if not shown:
+            self.window_show_message(
+                lsp.ShowMessageParams(
+                    type=lsp.MessageType.Info,
+                    message=f"codeexec: the output page is {target} (open it in a browser).",
+                )
+            )
+        return {"uri": page_uri, "shown": shown}
 
     async def fix(
         self, uri: str, range_: lsp.Range | None, diagnostic: DiagnosticInfo | None
@@ -516,7 +577,7 @@ class CodeexecServer(LanguageServer):
             )
         except EditOutsideTarget as exc:
             return False, f"The fix was refused and nothing was changed: {exc}."
-        if not self.capability("workspace.workspace_edit.document_changes"):
+        if not self.supports("workspace.workspace_edit.document_changes"):
             changes = [e for c in edit.document_changes or [] for e in getattr(c, "edits", [])]
             edit = lsp.WorkspaceEdit(changes={uri: changes})
         try:
@@ -536,7 +597,7 @@ class CodeexecServer(LanguageServer):
     @contextlib.asynccontextmanager
     async def work_progress(self, title: str, cancel: asyncio.Event) -> Any:
         """Cancellable work-done progress, when the client supports it."""
-        if not self.capability("window.work_done_progress"):
+        if not self.supports("window.work_done_progress"):
             yield lambda message: None
             return
         token = f"codeexec-{uuid.uuid4()}"
@@ -616,6 +677,7 @@ def _parse_target(
 
 @server.feature(lsp.INITIALIZE)
 def initialize(ls: CodeexecServer, params: lsp.InitializeParams) -> None:
+    ls.client_name = params.client_info.name if params.client_info else None
     section = section_of(params.initialization_options)
     ls.settings_store.initialization = dict(section) if section else {}
     ls.load_settings()  # the warnings are shown once the client is initialized
@@ -687,7 +749,14 @@ def _diagnostic_json(diagnostic: lsp.Diagnostic) -> dict[str, Any]:
 @server.feature(
     lsp.TEXT_DOCUMENT_CODE_ACTION,
     lsp.CodeActionOptions(
-        code_action_kinds=[KIND_RUN, KIND_RUN_FILE, KIND_EXPLAIN, KIND_FIX, KIND_RESTART]
+        code_action_kinds=[
+            KIND_RUN,
+            KIND_RUN_FILE,
+            KIND_EXPLAIN,
+            KIND_FIX,
+            KIND_RESTART,
+            KIND_SHOW_OUTPUT,
+        ]
     ),
 )
 def code_action(ls: CodeexecServer, params: lsp.CodeActionParams) -> list[lsp.CodeAction]:
@@ -724,6 +793,8 @@ def code_action(ls: CodeexecServer, params: lsp.CodeActionParams) -> list[lsp.Co
         span = pending[1].target
         if span.start_line <= range_.end.line and range_.start.line <= span.end_line:
             actions.append(_action("Apply unverified fix", KIND_FIX, APPLY_FIX, [uri]))
+    if ls.history.overlapping(uri, range_.start.line, range_.end.line) is not None:
+        actions.append(_action("Show output", KIND_SHOW_OUTPUT, SHOW_OUTPUT, target))
     if ls.settings.executor == "session":
         actions.append(_action("Restart session", KIND_RESTART, RESTART, []))
     only = params.context.only
@@ -742,6 +813,10 @@ def hover(ls: CodeexecServer, params: lsp.HoverParams) -> lsp.Hover | None:
     parts = []
     if (record := ls.history.at_line(uri, line)) is not None:
         parts.append(present.hover_markdown(record))
+        if record.result.outputs:
+            parts[-1] += "\n\n" + present_outputs.hover_outputs_markdown(
+                record.result.outputs, ls.image_style, value=record.result.value
+            )
     if (explanation := ls.explanations.at_line(uri, line)) is not None:
         parts.append(present.explanation_markdown(explanation.markdown))
     if not parts:
@@ -782,6 +857,12 @@ def _parse_diagnostic(value: Any) -> DiagnosticInfo | None:
         source=value.get("source") if isinstance(value.get("source"), str) else None,
         code=str(code) if code is not None else None,
     )
+
+
+@server.command(SHOW_OUTPUT)
+async def show_output_command(ls: CodeexecServer, *args: Any) -> dict[str, Any]:
+    uri, range_ = _parse_target(args, SHOW_OUTPUT)
+    return await ls.show_output(uri, range_)
 
 
 @server.command(RESTART)
