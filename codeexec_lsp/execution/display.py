@@ -28,7 +28,6 @@ Why it is built so:
 
 from __future__ import annotations
 
-import base64
 import builtins
 import contextlib
 import io
@@ -55,7 +54,15 @@ REPR_METHODS = (
     ("application/json", "_repr_json_"),
 )
 BINARY_MIME_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf")
+# Builtin types have no rich forms: their trailing values skip the formatter entirely.
+PLAIN_TYPES = frozenset((int, float, complex, bool, str, bytes, list, tuple, dict, set, range))
 NON_INTERACTIVE_BACKENDS = ("agg", "cairo", "pdf", "pgf", "ps", "svg", "template")
+
+
+def _b64(data: bytes) -> str:
+    import base64  # on use: a run without binary outputs never pays for the import
+
+    return base64.b64encode(data).decode("ascii")
 
 
 def is_json_mime(mime: str) -> bool:
@@ -123,7 +130,7 @@ def _normalized(mime: str, value: Any) -> Any:
         return value if isinstance(value, (dict, list)) else None
     if mime in BINARY_MIME_TYPES:
         if isinstance(value, (bytes, bytearray, memoryview)):
-            return base64.b64encode(bytes(value)).decode("ascii")
+            return _b64(bytes(value))
         return value if isinstance(value, str) else None  # already base64, as IPython's
     if isinstance(value, (bytes, bytearray)):
         return bytes(value).decode("utf-8", "replace")
@@ -300,7 +307,7 @@ class OutputCollector:
         """The trailing value's rich forms, if it has more than text (its repr stays the
         RunResult `value`). An open Matplotlib figure is drawn and closed here, so it is
         not drawn a second time among the figures left open."""
-        if value is None:
+        if value is None or type(value) in PLAIN_TYPES:
             return
         if _is_figure(value):
             self.add_figure(value, close=True, output_type="execute_result")
@@ -383,7 +390,7 @@ def figure_bundle(figure: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     png = buffer.getvalue()
     width, height = png_size(png) or (width, height)
     return (
-        {"image/png": base64.b64encode(png).decode("ascii"), "text/plain": plain},
+        {"image/png": _b64(png), "text/plain": plain},
         {"image/png": {"width": width, "height": height}},
     )
 
