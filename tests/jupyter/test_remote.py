@@ -5,6 +5,7 @@ deleted at close, attached kernels shared both ways and never deleted.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import uuid
@@ -236,3 +237,19 @@ async def test_restart_clears_the_state_once(executor: JupyterExecutor, folder: 
     assert after.message == ""  # a restart we asked for is no death to report
     again = await run(executor, "restarted_state = 2\nrestarted_state\n", folder)
     assert again.value == "2" and again.message == ""
+
+
+async def test_a_dropped_websocket_reconnects_with_the_state_kept(
+    executor: JupyterExecutor, folder: Path
+) -> None:
+    from codeexec_lsp.execution.jupyter.remote import RemoteKernel
+
+    await run(executor, "across_reconnect = 'kept'\n", folder)
+    (connection,) = executor.connections()
+    assert isinstance(connection, RemoteKernel) and connection._socket is not None
+    await connection._socket.close()  # as a proxy or a network blip would drop it
+    await asyncio.wait_for(connection.died.wait(), 10)
+    after = await run(executor, "across_reconnect\n", folder)
+    assert after.status == "ok", after.message
+    assert after.value == "'kept'"
+    assert after.message == ""

@@ -73,6 +73,10 @@ class KernelConnection(abc.ABC):
     async def restart(self) -> None:
         """A fresh kernel process in place of this one (state lost); ready on return."""
 
+    async def recover(self) -> None:
+        """Usable again after a death or a dropped connection (the executor's next run)."""
+        await self.restart()
+
     @abc.abstractmethod
     async def close(self) -> None:
         """Stop listening; shut the kernel down if we own it."""

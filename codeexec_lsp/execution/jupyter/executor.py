@@ -166,7 +166,7 @@ class JupyterExecutor:
                 slot.note = (
                     f"New kernel: the previous one was lost ({connection.death}), so {STATE_LOST}."
                 )
-            await connection.restart()
+            await connection.recover()
             slot.helper_installed = False
         return await self._with_helper(slot, connection)
 

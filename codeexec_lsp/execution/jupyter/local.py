@@ -346,6 +346,11 @@ class AttachedKernel(_ZmqKernel):
         self.state = KernelState.INTERRUPTING
         await self.send("interrupt_request", {}, channel="control")
 
+    async def recover(self) -> None:
+        """Not ours to restart: connect again to whatever runs behind the file now."""
+        await self._disconnect()
+        await self.start()
+
     async def restart(self) -> None:
         await self.send("shutdown_request", {"restart": True}, channel="control")
         await self._disconnect()

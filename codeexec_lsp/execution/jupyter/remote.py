@@ -249,19 +249,37 @@ class RemoteKernel(KernelConnection):
             await self._rest("POST", f"/api/kernels/{quote(self.kernel_id)}/interrupt")
 
     async def restart(self) -> None:
-        """After a death the server has restarted the kernel already: reconnect. Otherwise
-        (Restart, or a kernel stuck past an interrupt) ask the server to restart it."""
+        """Restart, or a kernel stuck past an interrupt: the server restarts it."""
         if self.kernel_id is None:
             await self.start()
             return
         self.state = KernelState.RESTARTING
-        if not self.died.is_set():
-            response = await self._rest("POST", f"/api/kernels/{quote(self.kernel_id)}/restart")
-            if response.status_code not in (200, 204):
-                raise KernelUnavailable(
-                    f"The Jupyter server could not restart kernel {self.kernel_id} "
-                    f"(HTTP {response.status_code}): {_reason(response)}"
-                )
+        response = await self._rest("POST", f"/api/kernels/{quote(self.kernel_id)}/restart")
+        if response.status_code not in (200, 204):
+            raise KernelUnavailable(
+                f"The Jupyter server could not restart kernel {self.kernel_id} "
+                f"(HTTP {response.status_code}): {_reason(response)}"
+            )
+        await self._reconnect()
+
+    async def recover(self) -> None:
+        """After a death the server has restarted the kernel itself; after a dropped
+        websocket the kernel lives on: either way, reconnect. A kernel of ours that the
+        server gave up on is replaced by a new one."""
+        self.state = KernelState.RESTARTING
+        if self.kernel_id is not None and self.owned:
+            response = await self._rest("GET", f"/api/kernels/{quote(self.kernel_id)}")
+            if response.status_code == 404:
+                await self._close_socket()
+                self.kernel_id = None
+                await self.start()
+                return
+        if self.kernel_id is None:
+            await self.start()
+            return
+        await self._reconnect()
+
+    async def _reconnect(self) -> None:
         self.died = asyncio.Event()
         self.death = ""
         if self._socket is None or self._reader is None or self._reader.done():
