@@ -163,3 +163,24 @@ def test_read_source_file_refuses_what_is_not_a_regular_utf8_file(tmp_path: Path
         snippet.read_source_file(str(latin))
     with pytest.raises(SnippetError):
         snippet.read_source_file("bad\0path")
+
+
+def test_selections_keep_their_place_and_path() -> None:
+    lines = snippet.for_selection(DOC, "/p.py", (0, 0), (2, 0))
+    assert lines.path == "/p.py"
+    part = snippet.for_selection("total = price * count\n", "/p.py", (0, 8), (0, 13))
+    assert (part.code, part.first_line, part.last_line) == ("price\n", 0, 0)
+    # Only blanks selected inside a line: the whole line runs.
+    blank = snippet.for_selection("x  =  1\n", "/p.py", (0, 1), (0, 3))
+    assert (blank.code, blank.column) == ("x  =  1\n", 0)
+
+
+def test_a_selection_of_comments_only_runs_nothing_at_column_zero() -> None:
+    code = snippet.for_lines("    # a\n\n    # b\n", "/p.py", 0, 2)
+    assert (code.code, code.column) == ("# a\n\n# b", 0)
+
+
+def test_the_cursor_on_a_decorator_runs_the_decorated_statement() -> None:
+    document = "import functools\n\n\n@functools.cache\ndef f():\n    return 1\n"
+    assert snippet.statement_span(document, 3) == (3, 5)
+    assert snippet.statement_span(document, 0) == (0, 0)
