@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
+import socket
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -223,3 +225,29 @@ async def test_only_stderr_overflowing_marks_the_run_truncated(
         len(result.stderr) < 2000 and result.stderr.endswith("END") and "omitted" in result.stderr
     )
     assert result.truncated is True
+
+
+# --- over a limit, the /execute server answers JSON that says which limit ---------------------
+
+
+def test_a_body_that_stops_arriving_gets_a_408_naming_the_limit(start_api: StartApi) -> None:
+    api = start_api(body_timeout_s=1.0)
+    head = (
+        "POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {TOKEN}\r\nContent-Length: 100\r\n\r\n"
+    ).encode()
+    reply = b""
+    with socket.create_connection(("127.0.0.1", api.port), timeout=20) as stalled:
+        stalled.sendall(head + b'{"code": "')
+        while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+            chunk = stalled.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+    status_line, _, rest = reply.partition(b"\r\n")
+    assert status_line.startswith(b"HTTP/1.1 408"), reply[:300]
+    assert json.loads(rest.partition(b"\r\n\r\n")[2]) == {
+        "error": "The request body did not arrive within 1 s; send it all at once",
+        "code": "body_timeout",
+        "detail": {"body_timeout_s": 1.0},
+    }
