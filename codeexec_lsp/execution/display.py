@@ -91,7 +91,8 @@ def _megabytes(size: int) -> str:
 def _clip_plain(text: str, limit: int = MAX_PLAIN_CHARS) -> str:
     if len(text) <= limit:
         return text
-    return text[:limit] + "… [" + format(len(text) - limit, ",") + " characters omitted]"
+    # The same words as runner.py's value, so a hover can tell the two are one text.
+    return text[:limit] + "… [" + str(len(text) - limit) + " characters omitted]"
 
 
 def safe_repr(obj: Any) -> str:
