@@ -376,3 +376,12 @@ def test_a_pandas_dataframe_gives_html() -> None:
     assert output["output_type"] == "execute_result"
     assert "<table" in output["data"]["text/html"]
     assert "a  b" in output["data"]["text/plain"]
+    assert output["metadata"]["codeexec"] == {"type": "DataFrame", "shape": [2, 2]}
+
+
+def test_a_pil_image_gives_a_png() -> None:
+    pytest.importorskip("PIL")
+    (run,) = run_child("from PIL import Image\nImage.new('RGB', (3, 2), 'red')")
+    (output,) = run["outputs"]
+    assert output["output_type"] == "execute_result"
+    assert display.png_size(png_of(output)) == (3, 2)
