@@ -230,7 +230,8 @@ async def test_the_token_is_not_on_the_servers_command_line(server: JupyterServe
 
 async def test_restart_clears_the_state_once(executor: JupyterExecutor, folder: Path) -> None:
     await run(executor, "before_restart = 1\n", folder)
-    assert await executor.restart() == 1
+    restarted = await executor.restart()
+    assert restarted == 1, [slot.note for slot in executor._kernels.values()]
     after = await run(executor, "'before_restart' in globals()\n", folder)
     assert after.status == "ok", after.message
     assert after.value == "False"

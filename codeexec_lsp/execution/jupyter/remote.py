@@ -44,6 +44,7 @@ MAX_FRAME_BYTES = 256 * 1024 * 1024
 REST_TIMEOUT_S = 30.0
 READY_TIMEOUT_S = 60.0
 READY_RESEND_S = 1.0
+READY_POLL_S = 0.1
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
 
@@ -195,29 +196,41 @@ class RemoteKernel(KernelConnection):
         self.mark_dead("the connection to the Jupyter server closed", state_lost=False)
 
     async def _wait_ready(self) -> None:
+        """kernel_info until its reply and its iopub status both come back: after a
+        restart the server reconnects its iopub stream to the new kernel a little later
+        than its shell stream, and output sent meanwhile is lost."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + READY_TIMEOUT_S
-        asked: set[str] = set()
         self.drain()
         while True:
-            if self.died.is_set():
-                raise KernelUnavailable(f"the kernel connection failed ({self.death})")
-            if loop.time() > deadline:
-                raise KernelUnavailable(f"the kernel did not answer within {READY_TIMEOUT_S:g} s")
             # Repeated only when unanswered for a while: a flood of early requests, all
             # delivered at once when the kernel is up, has lost later replies (ipykernel 7).
-            asked.add(await self.send("kernel_info_request", {}))
-            until = loop.time() + READY_RESEND_S
-            while loop.time() < until:
+            asked = await self.send("kernel_info_request", {})
+            resend_at = loop.time() + READY_RESEND_S
+            replied = iopub_seen = False
+            while loop.time() < resend_at:
+                if self.died.is_set():
+                    raise KernelUnavailable(f"the kernel connection failed ({self.death})")
+                if loop.time() > deadline:
+                    raise KernelUnavailable(
+                        f"the kernel did not answer within {READY_TIMEOUT_S:g} s"
+                    )
                 try:
-                    message = await asyncio.wait_for(self.messages.get(), until - loop.time())
+                    message = await asyncio.wait_for(self.messages.get(), READY_POLL_S)
                 except asyncio.TimeoutError:
-                    break
-                parent = (message.get("parent_header") or {}).get("msg_id")
-                if parent in asked and message.get("msg_type") == "kernel_info_reply":
+                    continue
+                if (message.get("parent_header") or {}).get("msg_id") != asked:
+                    continue
+                if message.get("msg_type") == "kernel_info_reply":
+                    replied = True
+                elif message.get("msg_type") == "status":
+                    iopub_seen = True
+                if replied and iopub_seen:
                     self.drain()
                     self.state = KernelState.IDLE
                     return
+                if replied:
+                    resend_at = min(resend_at, loop.time() + READY_POLL_S)
 
     # --- KernelConnection ------------------------------------------------------------------------
 
