@@ -41,6 +41,7 @@ from codeexec_lsp.results import ErrorInfo, RunResult, Status
 
 NAME = "jupyter"
 EXTRA_HINT = "pip install 'codeexec-lsp[jupyter]'"
+IDLE_AFTER_REPLY_S = 2.0  # the iopub `idle` normally follows the reply within milliseconds
 INTERRUPT_GRACE_S = 3.0  # an interrupted kernel answers in ~20 ms; a stuck one never does
 HELPER_TIMEOUT_S = 30.0
 STATE_LOST = "its state (variables, imports) was lost"
@@ -196,7 +197,7 @@ class JupyterExecutor:
         """Wait for one of our own requests to be done; KernelUnavailable if it never is."""
         if await self._collect(connection, collector, HELPER_TIMEOUT_S, None) is not None:
             raise KernelUnavailable(f"the kernel did not {what} within {HELPER_TIMEOUT_S:g} s")
-        if not collector.done:
+        if collector.reply is None:
             raise KernelUnavailable(f"the kernel died before it could {what} ({connection.death})")
 
     async def _install_helper(self, connection: KernelConnection) -> None:
@@ -294,12 +295,12 @@ class JupyterExecutor:
         if reason is not None and not connection.died.is_set():
             await connection.interrupt()
             await self._collect(connection, collector, INTERRUPT_GRACE_S, None)
-            if not collector.done and not connection.died.is_set() and connection.owned:
+            if collector.reply is None and not connection.died.is_set() and connection.owned:
                 lost = (
                     f"The kernel did not stop when interrupted, so it was restarted: {STATE_LOST}."
                 )
                 await self._restart_lost(slot, connection)
-            elif not collector.done and not connection.died.is_set():
+            elif collector.reply is None and not connection.died.is_set():
                 # Not ours to restart (a notebook's kernel) unless the user says Restart.
                 slot.note = STILL_BUSY
         if connection.died.is_set() and not lost and not connection.state_lost:
@@ -335,9 +336,14 @@ class JupyterExecutor:
         output_cap: int | None = None,
     ) -> str | None:
         """Feed the run's messages to `collector` until it is done; returns why it was
-        stopped early ("timeout", "cancelled", "output") or None (done, or the kernel died)."""
+        stopped early ("timeout", "cancelled", "output") or None (done, or the kernel died).
+
+        The reply can come before the last output, so `idle` is waited for too, but only
+        for IDLE_AFTER_REPLY_S: a lost status (a server's iopub hiccup) must not turn a
+        finished run into a timeout, and then into a restart."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        idle_by: float | None = None
         died = asyncio.ensure_future(connection.died.wait())
         cancelled = asyncio.ensure_future(cancel.wait()) if cancel is not None else None
         try:
@@ -346,9 +352,15 @@ class JupyterExecutor:
                     return None
                 if cancelled is not None and cancelled.done():
                     return "cancelled"
+                if collector.reply is not None and idle_by is None:
+                    idle_by = loop.time() + IDLE_AFTER_REPLY_S
+                if idle_by is not None and loop.time() >= idle_by:
+                    return None
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     return "timeout"
+                if idle_by is not None:
+                    remaining = min(remaining, idle_by - loop.time())
                 try:
                     message = connection.messages.get_nowait()
                 except asyncio.QueueEmpty:
