@@ -251,3 +251,23 @@ def test_a_body_that_stops_arriving_gets_a_408_naming_the_limit(start_api: Start
         "code": "body_timeout",
         "detail": {"body_timeout_s": 1.0},
     }
+
+
+def test_a_refused_token_is_told_apart_from_a_missing_one(start_api: StartApi) -> None:
+    api = start_api()
+    with httpx.Client(timeout=20) as client:
+
+        def post(headers: dict[str, str]) -> httpx.Response:
+            return client.post(f"{api.url}/execute", json={"code": "1"}, headers=headers)
+
+        missing = post({})
+        wrong = post({"Authorization": "Bearer " + "x" * len(TOKEN)})
+        spaced = post({"Authorization": f"Bearer  {TOKEN}"})  # an extra blank is no new token
+    assert missing.json() == {
+        "error": "Missing token: send the header `Authorization: Bearer <token>`",
+        "code": "unauthorized",
+    }
+    assert missing.headers["www-authenticate"] == 'Bearer realm="codeexec"'
+    assert wrong.json() == {"error": "Invalid token", "code": "unauthorized"}
+    assert wrong.headers["www-authenticate"] == 'Bearer realm="codeexec", error="invalid_token"'
+    assert spaced.status_code == 200
