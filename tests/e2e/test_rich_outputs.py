@@ -4,7 +4,6 @@ a text line in Neovim's; Show output writes one page and opens it with window/sh
 
 from __future__ import annotations
 
-import base64
 import subprocess
 import sys
 import tempfile
