@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-EXECUTORS = ("local", "session", "http")
+EXECUTORS = ("local", "session", "http", "jupyter")
 SANDBOX_PROFILES = ("standard", "strict")
 PROVIDERS = ("openai", "anthropic")
 HOVER_IMAGES = ("auto", "always", "never")
@@ -22,6 +22,17 @@ HOVER_IMAGES = ("auto", "always", "never")
 class HttpSettings:
     url: str | None = None
     token_env: str = "CODEEXEC_API_TOKEN"
+
+
+@dataclass(frozen=True)
+class JupyterSettings:
+    """The `jupyter` executor (execution/jupyter/): which kernel, where."""
+
+    kernel: str | None = None  # a kernelspec name; None: ipykernel on the resolved `python`
+    url: str | None = None  # Jupyter Server / Kernel Gateway / Enterprise Gateway base URL
+    token_env: str = "JUPYTER_TOKEN"  # the variable that holds the server's token
+    kernel_id: str | None = None  # attach to this kernel on `url` (never deleted by us)
+    connection_file: str | None = None  # attach to this running local kernel
 
 
 @dataclass(frozen=True)
@@ -62,13 +73,20 @@ class Settings:
     # and its forks, Sublime's LSP), "always" to try every client, "never" for text lines.
     hover_images: str = "auto"
     http: HttpSettings = field(default_factory=HttpSettings)
+    jupyter: JupyterSettings = field(default_factory=JupyterSettings)
     llm: LlmSettings = field(default_factory=LlmSettings)
     fix: FixSettings = field(default_factory=FixSettings)
 
     @property
     def secret_env_names(self) -> frozenset[str]:
         """Variables that hold our own credentials: never passed to executed code."""
-        names = {"OPENAI_API_KEY", "ANTHROPIC_API_KEY", "CODEEXEC_API_TOKEN", self.http.token_env}
+        names = {
+            "OPENAI_API_KEY",
+            "ANTHROPIC_API_KEY",
+            "CODEEXEC_API_TOKEN",
+            self.http.token_env,
+            self.jupyter.token_env,
+        }
         if self.llm.api_key_env:
             names.add(self.llm.api_key_env)
         return frozenset(names)
@@ -156,6 +174,11 @@ _KEYS: tuple[tuple[str, str, Check], ...] = (
     ("hoverImages", "hover_images", _one_of(*HOVER_IMAGES)),
     ("http.url", "http.url", _optional_string),
     ("http.tokenEnv", "http.token_env", _string),
+    ("jupyter.kernel", "jupyter.kernel", _optional_string),
+    ("jupyter.url", "jupyter.url", _optional_string),
+    ("jupyter.tokenEnv", "jupyter.token_env", _string),
+    ("jupyter.kernelId", "jupyter.kernel_id", _optional_string),
+    ("jupyter.connectionFile", "jupyter.connection_file", _optional_string),
     ("llm.provider", "llm.provider", _one_of(*PROVIDERS)),
     ("llm.baseUrl", "llm.base_url", _optional_string),
     ("llm.model", "llm.model", _optional_string),

@@ -324,7 +324,9 @@ class CodeexecServer(LanguageServer):
             self.window_show_message(
                 lsp.ShowMessageParams(type=lsp.MessageType.Error, message=result.message)
             )
-        elif result.extra.get("session", {}).get("state_lost"):
+        elif result.extra.get("session", {}).get("state_lost") or result.extra.get(
+            "jupyter", {}
+        ).get("state_lost"):
             self.window_show_message(
                 lsp.ShowMessageParams(
                     type=lsp.MessageType.Warning, message=f"codeexec: {result.message}"
@@ -342,14 +344,18 @@ class CodeexecServer(LanguageServer):
         return result
 
     async def warm_session(self) -> None:
-        """Start the session worker now, so the first run is as fast as the others."""
-        if self.settings.executor != "session":
+        """Start the session worker (or Jupyter kernel) now, so the first run is as fast as
+        the others."""
+        if self.settings.executor not in ("session", "jupyter"):
             return
         folders = self.workspace_folders()
         if not folders:
             return
         probe = snippet.for_lines("pass\n", str(Path(folders[0]) / "__warm__.py"), 0, 0)
         request = build_request(probe, self.settings, Path(folders[0]))
+        if self.settings.executor == "jupyter":
+            await self.executors.jupyter(self.settings).warm(request)
+            return
         await self.executors.session.warm(
             request.python,
             request.cwd,
@@ -362,6 +368,7 @@ class CodeexecServer(LanguageServer):
 
     async def restart_session(self) -> dict[str, Any]:
         restarted = await self.executors.session.restart()
+        restarted += await self.executors.restart_jupyter()
         message = (
             f"codeexec: restarted {restarted} session(s); their variables and imports are gone."
             if restarted

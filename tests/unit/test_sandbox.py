@@ -628,10 +628,17 @@ def test_doctor_prints_the_sandbox_section(
         network=Layer(False, "", "no mechanism: unshare: Operation not permitted"),
         filesystem=Layer(True, "Landlock ABI 3", f"writes only in {tmp_path}"),
     )
-    monkeypatch.setattr(sandbox, "probe", lambda python, cwd: simulated)
+    asked: list[str] = []
+
+    def probe(python: str, cwd: str, profile: str) -> SandboxReport:
+        asked.append(profile)
+        return simulated
+
+    monkeypatch.setattr(sandbox, "probe", probe)
     cli.main(["doctor", str(tmp_path), "--settings", '{"executor": "local"}'])
     out = capsys.readouterr().out
-    section = out[out.index("sandbox (") :]
+    assert asked == ["standard", "strict"], "doctor shows both profiles"
+    section = out[out.index("sandbox, strict profile (") :]
     assert "processes   processes ≤ 256 (pids cgroup v2)" in section
     assert "network     NOT applied: no mechanism: unshare: Operation not permitted" in section
     assert f"filesystem  writes only in {tmp_path} (Landlock ABI 3)" in section
