@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import email.utils
 import json
 import math
@@ -24,6 +25,13 @@ import httpx
 
 from codeexec_lsp.execution.base import RunRequest
 from codeexec_lsp.execution.outcome import relabel
+from codeexec_lsp.execution.runner import (
+    MAX_MESSAGE_CHARS,
+    MAX_NAME_CHARS,
+    MAX_TRACEBACK_CHARS,
+    clip,
+    clip_frames,
+)
 from codeexec_lsp.results import ErrorInfo, Frame, RunResult, Status
 from codeexec_lsp.snippet import Snippet
 
@@ -179,6 +187,30 @@ def parse_traceback(text: str, files: set[str], place: Placement) -> ErrorInfo |
         column=here.column if here else None,
         traceback=remap_traceback(text, files, place),
         frames=tuple(frames),
+    )
+
+
+def _bounded(error: ErrorInfo | None) -> ErrorInfo | None:
+    """The remote error clipped as runner.py clips a local one: the service's answer is
+    text chosen by the code it ran, and an 8 MB message must not become an 8 MB diagnostic."""
+    if error is None:
+        return None
+    frames = clip_frames([dataclasses.asdict(frame) for frame in error.frames])
+    return dataclasses.replace(
+        error,
+        type=clip(error.type, MAX_NAME_CHARS),
+        message=clip(error.message, MAX_MESSAGE_CHARS),
+        traceback=clip(error.traceback, MAX_TRACEBACK_CHARS),
+        frames=tuple(
+            Frame(
+                **{
+                    **frame,
+                    "file": clip(frame["file"], MAX_NAME_CHARS),
+                    "name": clip(frame["name"], MAX_NAME_CHARS),
+                }
+            )
+            for frame in frames
+        ),
     )
 
 
@@ -608,7 +640,7 @@ class HttpExecutor:
             stdout=stdout,
             stderr=stderr,
             value=value,
-            error=error,
+            error=_bounded(error),
             duration_ms=duration_ms if duration_ms is not None else round_trip_ms,
             truncated=truncated,
             executor=self.name,

@@ -412,3 +412,14 @@ async def test_other_servers_timeout_and_stderr_on_success(path: Path) -> None:
     assert timed_out.status == "timeout" and "codeexec.timeout" in timed_out.message
     ok = await scripted(contract("success", "out\n", "a warning\n")).run(request_for(path))
     assert (ok.status, ok.stdout, ok.stderr) == ("ok", "out\n", "a warning\n")
+
+
+async def test_a_huge_remote_error_is_clipped_like_a_local_one(path: Path) -> None:
+    # Another service's answer is text chosen by the code it ran: an 8 MB message must not
+    # become an 8 MB diagnostic (runner.py clips local errors the same way).
+    huge = "ValueError: " + "x" * 8_000_000 + "\n"
+    result = await scripted(contract("error", "", huge)).run(request_for(path))
+    assert result.status == "error" and result.error is not None
+    assert result.error.type == "ValueError"
+    assert len(result.error.message) < 20_000 and len(result.error.traceback) < 100_000
+    assert "more characters" in result.error.message or "…" in result.error.message
