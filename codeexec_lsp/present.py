@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from lsprotocol import types as lsp
 
 from codeexec_lsp.positions import to_client as client_column
+from codeexec_lsp.present_outputs import hint_text
 from codeexec_lsp.results import ErrorInfo, RunResult
 from codeexec_lsp.run_history import RunRecord
 
@@ -207,7 +208,9 @@ def hover_markdown(record: RunRecord) -> str:
             parts.append(_fence(_clip_traceback(result.error.traceback), "pytb"))
     if result.truncated:
         parts.append("_Output truncated to the head and tail (codeexec.maxOutputBytes)._")
-    if not (result.stdout or result.stderr or result.value is not None or result.error):
+    if not (
+        result.stdout or result.stderr or result.value is not None or result.error or result.outputs
+    ):
         parts.append("_No output._")
     sandbox = result.extra.get("sandbox")
     if isinstance(sandbox, dict) and sandbox.get("summary"):
@@ -247,6 +250,9 @@ def _shorten(text: str, limit: int = HINT_MAX_CHARS) -> str:
 
 def hint_label(result: RunResult) -> str:
     if result.status == "ok":
+        rich = hint_text(result)  # `→ 🖼 figure`, `→ DataFrame 100×3` (present_outputs.py)
+        if rich is not None:
+            return _shorten(rich)
         if result.value is not None:
             return _shorten("→ " + result.value)
         first_output = (result.stdout.strip() or result.stderr.strip()).split("\n", 1)[0]

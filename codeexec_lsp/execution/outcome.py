@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from codeexec_lsp.execution.base import Limits, RunRequest
 from codeexec_lsp.execution.capture import BoundedCapture
+from codeexec_lsp.execution.display import bounded_outputs
 from codeexec_lsp.execution.runner import (
     MAX_MESSAGE_CHARS,
     MAX_NAME_CHARS,
@@ -85,6 +86,8 @@ def build_result(
         duration_ms=float(reported["duration_ms"]) if reported else wall_ms,
         truncated=stdout.truncated or stderr.truncated,
         executor=executor,
+        # Bounded again here: the result channel is reachable by the code that ran.
+        outputs=tuple(bounded_outputs(reported.get("outputs"))) if reported else (),
         message=message,
         interpreter=request.python,
         cwd=request.cwd,

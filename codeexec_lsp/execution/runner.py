@@ -396,14 +396,35 @@ def _ignore_interrupts() -> None:
             signal.signal(getattr(signal, name), signal.SIG_IGN)
 
 
+_DISPLAY: list[types.ModuleType | None] = []
+
+
+def rich_outputs() -> types.ModuleType | None:
+    """display.py (rich outputs: the `display` builtin, `_repr_*_` forms, Matplotlib
+    figures), loaded and installed once per process, before any user code. None if it
+    cannot load: runs then go on without rich outputs."""
+    if not _DISPLAY:
+        try:
+            module = load_sibling("display")
+            module.install()
+        except Exception:
+            module = None
+        _DISPLAY.append(module)
+    return _DISPLAY[0]
+
+
 def run_request(request: dict[str, Any], namespace: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run one request in this process; returns the result object (never raises).
 
     `namespace` is the `__main__` dict to run in (a session's, kept between runs);
-    by default a fresh `__main__` module is made.
+    by default a fresh `__main__` module is made. The result's `outputs` are the run's rich
+    outputs in nbformat's shape (display.py says what and within which limits).
     """
     path = request["path"]
     register_document(path, request.get("document") or request["code"])
+    display = rich_outputs()
+    if display is not None:
+        display.begin_run()
     started = time.perf_counter()
     value: Any = None
     failure: BaseException | None = None
@@ -425,11 +446,26 @@ def run_request(request: dict[str, Any], namespace: dict[str, Any] | None = None
     finally:
         _ignore_interrupts()
     duration_ms = (time.perf_counter() - started) * 1000
+    # Figures shown or left open, displays, the value's rich forms: after the code, as
+    # Jupyter's post-execute does (an error keeps what was shown before it).
+    outputs = display.end_run(value, ok=failure is None) if display is not None else []
     if failure is not None:
         error = describe_exception(failure, path)
-        return {"status": "error", "value": None, "error": error, "duration_ms": duration_ms}
+        return {
+            "status": "error",
+            "value": None,
+            "error": error,
+            "duration_ms": duration_ms,
+            "outputs": outputs,
+        }
     shown = _safe_repr(value) if value is not None else None
-    return {"status": "ok", "value": shown, "error": None, "duration_ms": duration_ms}
+    return {
+        "status": "ok",
+        "value": shown,
+        "error": None,
+        "duration_ms": duration_ms,
+        "outputs": outputs,
+    }
 
 
 def load_sibling(name: str) -> types.ModuleType:
@@ -476,6 +512,7 @@ def main(argv: list[str] | None = None) -> None:
     if confined is not None:
         result_pipe.write("sandbox " + json.dumps(confined) + "\n")
         result_pipe.flush()
+    rich_outputs()  # while a pre-started child waits for its request, not during the run
     request = json.loads(sys.stdin.buffer.read().decode("utf-8"))
     applied = apply_limits(request.get("limits", {}))
     _prepare_process(request)

@@ -4,6 +4,7 @@ a text line in Neovim's; Show output writes one page and opens it with window/sh
 
 from __future__ import annotations
 
+import base64
 import subprocess
 import sys
 import tempfile
@@ -129,3 +130,47 @@ async def test_show_output_is_offered_on_run_lines_and_refused_before_a_run(
     await run(editor, uri, rng(0, 0, 0, 5))
     assert "Show output" in await titles(0)
     assert "Show output" not in await titles(1)
+
+
+@needs_matplotlib
+async def test_a_plot_is_an_image_in_vscode_hover_a_line_in_neovim_and_a_page(
+    editor: LanguageClient, tmp_path: Path
+) -> None:
+    uri = open_document(editor, tmp_path / "plot.py", PLOT)
+    result = await run(editor, uri, rng(0, 0, 1, 19))
+    assert result["status"] == "ok", result
+    (output,) = result["outputs"]
+    assert output["output_type"] == "display_data"
+    png = base64.b64decode(output["data"]["image/png"])
+    assert png.startswith(b"\x89PNG")
+    text = await hover_text(editor, uri, 1)
+    if spec(editor) == "visual-studio-code":
+        assert f"![figure 1](data:image/png;base64,{output['data']['image/png']}|width=" in text
+    else:
+        assert "data:image" not in text
+        assert r"figure 1\: 640×480 PNG — Show output to view" in text
+    answer = await show_output(editor, uri, rng(1, 0, 1, 0))
+    assert f'src="data:image/png;base64,{output["data"]["image/png"]}"' in page_text(answer["uri"])
+    hints = await editor.text_document_inlay_hint_async(
+        lsp.InlayHintParams(
+            text_document=lsp.TextDocumentIdentifier(uri=uri),
+            range=lsp.Range(
+                start=lsp.Position(line=0, character=0), end=lsp.Position(line=2, character=0)
+            ),
+        )
+    )
+    assert [hint.label for hint in hints or []] == ["→ 🖼 figure"]
+
+
+async def test_a_class_with_repr_html_gives_an_execute_result_with_html(
+    editor: LanguageClient, tmp_path: Path
+) -> None:
+    uri = open_document(editor, tmp_path / "table.py", HTML_CLASS)
+    result = await run(editor, uri)
+    assert result["value"] == "Table()"
+    (output,) = result["outputs"]
+    assert output["output_type"] == "execute_result"
+    assert output["data"]["text/html"] == "<table><tr><td>42</td></tr></table>"
+    assert output["data"]["text/plain"] == "Table()"
+    answer = await show_output(editor, uri)
+    assert "<table><tr><td>42</td></tr></table>" in page_text(answer["uri"])
