@@ -94,7 +94,7 @@ describe("contributed settings", () => {
     assert.equal(properties["codeexec.network"].default, null); // null: the sandbox profile decides
     assert.deepEqual(properties["codeexec.sandbox"].enum, ["standard", "strict"]);
     assert.deepEqual(properties["codeexec.explanation.openIn"].enum, ["beside", "active", "preview"]);
-    assert.deepEqual(properties["codeexec.executor"].enum, ["local", "session", "http"]);
+    assert.deepEqual(properties["codeexec.executor"].enum, ["local", "session", "http", "jupyter"]);
     assert.deepEqual(properties["codeexec.llm.provider"].enum, ["openai", "anthropic"]);
   });
 });

@@ -29,8 +29,10 @@ describe("toServerSettings", () => {
       maxFileMb: 512,
       maxOpenFiles: 1024,
       sandbox: "standard", // network: null is left out, so the profile decides
+      hoverImages: "auto",
       envPassthrough: [],
       http: { tokenEnv: "CODEEXEC_API_TOKEN" },
+      jupyter: { tokenEnv: "JUPYTER_TOKEN" },
       llm: {
         provider: "openai",
         timeout: 60,
