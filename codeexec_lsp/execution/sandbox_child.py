@@ -921,6 +921,9 @@ def unreachable_for_others(program: list[str]) -> str | None:
                     return f"{program[0]} is a script: what it starts cannot be checked"
         except OSError as exc:
             return f"{program[0]}: {exc.strerror or exc}"
+        # The path as given (a venv's `bin/python` link: exec walks its folders) and the
+        # file it finally names: either may sit behind a folder closed to other users.
+        checks.append((os.path.abspath(program[0]), stat.S_IXOTH))
         checks.append((os.path.realpath(program[0]), stat.S_IXOTH))
         script = next((a for a in program[1:] if a.endswith(".py") and os.path.isabs(a)), None)
         if script:

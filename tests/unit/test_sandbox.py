@@ -712,3 +712,17 @@ def test_a_non_root_server_degrades_to_what_it_may_do(shared_folder: Path) -> No
     assert "not used: pids cgroup: no write access" in done.stdout
     assert "RESULT limit strict · network off" in done.stdout, done.stdout
     assert "(supervisor)" in done.stdout
+
+
+def test_an_interpreter_behind_a_closed_folder_is_unreachable_for_others(tmp_path: Path) -> None:
+    """A venv's `bin/python` links to an interpreter other users may run, but exec walks the
+    link's own folders: one closed to others means a separate uid cannot start it (strict
+    runs then stay with the server's uid and say why, instead of failing to start)."""
+    from codeexec_lsp.execution.sandbox_child import unreachable_for_others
+
+    target = Path(sys.executable).resolve()
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    (private / "python").symlink_to(target)
+    why = unreachable_for_others([str(private / "python")])
+    assert why is not None and str(private) in why, why
