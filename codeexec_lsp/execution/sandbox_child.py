@@ -869,12 +869,15 @@ def apply(policy: dict[str, Any]) -> dict[str, Any]:
     if strict_uid and not run_as and _is_linux() and os.geteuid() == 0:
         uid, gid = int(strict_uid[0]), int(strict_uid[1])
         problem = unreachable_for_others([str(p) for p in policy.get("program", ())])
+        mounts = report.get("mounts") or {}
+        if problem is None and mounts.get("workspace") == "overlay":
+            # The overlay's files keep their owners: another uid could not change them, so
+            # the workspace writes that strict promises to throw away would be refused
+            # instead (a fix that rewrites a data file could never be verified). Root with
+            # every capability dropped, in the private mounts, keeps those writes working.
+            problem = "the workspace's files keep their owners in its throwaway overlay"
         if problem is None:
             run_as = [uid, gid]
-            mounts = report.get("mounts") or {}
-            if mounts.get("workspace") == "overlay":
-                with contextlib.suppress(OSError):  # its throwaway copy is the run's to write
-                    os.chown(os.getcwd(), uid, gid)
         else:
             report["run_as"] = {"ok": False, "detail": f"uid {uid}: {problem}"}
     if policy.get("drop_caps") and os.geteuid() == 0 and _is_linux():
