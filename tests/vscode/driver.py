@@ -261,19 +261,33 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
             return {"actions": items}
 
         def fix() -> dict[str, Any]:
-            bench.go_to_line(2)
-            page.keyboard.press("End")
-            page.keyboard.press("Control+.")
             rows = page.locator(".action-widget .monaco-list-row")
-            wait_until(lambda: texts_of(rows), lambda t: any("Fix with LLM" in r for r in t), 15)
-            # The rows are covered by an overlay that takes the clicks: move the focus with
-            # the arrow keys to "Fix with LLM" and press Enter, as a keyboard user does.
+            focused_row = page.locator(".action-widget .monaco-list-row.focused")
             focused = ""
-            for _ in range(20):
-                focused = text_of(page.locator(".action-widget .monaco-list-row.focused").first)
+            # On a loaded machine the list can open before any row takes the focus, so the
+            # arrow keys move nothing: open it again (at most three times) until they do.
+            for _ in range(3):
+                bench.go_to_line(2)
+                page.keyboard.press("End")
+                page.keyboard.press("Control+.")
+                wait_until(
+                    lambda: texts_of(rows), lambda t: any("Fix with LLM" in r for r in t), 15
+                )
+                # The rows are covered by an overlay that takes the clicks: move the focus
+                # with the arrow keys to "Fix with LLM" and press Enter, as a keyboard user
+                # does.
+                for _ in range(20):
+                    if focused_row.count() == 0:
+                        page.keyboard.press("ArrowDown")
+                        page.wait_for_timeout(250)
+                        continue
+                    focused = text_of(focused_row.first)
+                    if "Fix with LLM" in focused:
+                        break
+                    page.keyboard.press("ArrowDown")
                 if "Fix with LLM" in focused:
                     break
-                page.keyboard.press("ArrowDown")
+                page.keyboard.press("Escape")
             page.keyboard.press("Enter")
             text = wait_until(bench.editor_text, lambda t: "if count == 0" in t, 45)
             squiggled = wait_until(bench.squiggled_lines, lambda s: not s, 15)
