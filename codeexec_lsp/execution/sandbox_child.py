@@ -702,7 +702,9 @@ def read_only_mounts(state: _State, writable: list[str]) -> dict[str, Any]:
 # --- capabilities ------------------------------------------------------------------------
 
 
-def drop_capabilities() -> dict[str, Any]:
+def _capability_sets() -> tuple[Any, Any]:
+    """capget/capset's header and its two 32-bit words of sets (version 3): filled by
+    capget, or all zero (no capability) for capset. ctypes only when a box drops some."""
     import ctypes
 
     class Header(ctypes.Structure):
@@ -715,13 +717,17 @@ def drop_capabilities() -> dict[str, Any]:
             ("inheritable", ctypes.c_uint32),
         ]
 
+    # byref keeps the header alive as long as the reference is.
+    return ctypes.byref(Header(LINUX_CAPABILITY_VERSION_3, 0)), (Data * 2)()
+
+
+def drop_capabilities() -> dict[str, Any]:
     libc = _libc()
     for capability in DROPPED_CAPABILITIES:
         _prctl(PR_CAPBSET_DROP, capability)  # EINVAL: a capability this kernel lacks, fine
     _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
-    header = Header(LINUX_CAPABILITY_VERSION_3, 0)
-    data = (Data * 2)()
-    if libc.capget(ctypes.byref(header), data) != 0:
+    header, data = _capability_sets()
+    if libc.capget(header, data) != 0:
         return {"ok": False, "detail": _last_error("capget")}
     for capability in DROPPED_CAPABILITIES:
         word, bit = divmod(capability, 32)
@@ -729,7 +735,7 @@ def drop_capabilities() -> dict[str, Any]:
         data[word].effective &= mask
         data[word].permitted &= mask
         data[word].inheritable &= mask
-    if libc.capset(ctypes.byref(header), data) != 0:
+    if libc.capset(header, data) != 0:
         return {"ok": False, "detail": _last_error("capset")}
     return {"ok": True, "detail": ""}
 
@@ -829,26 +835,13 @@ def drop_all_capabilities() -> dict[str, Any]:
     """Strict, staying root: every capability goes, from the bounding set too, so the
     exec'd interpreter starts with none (root without DAC_OVERRIDE is bound by file
     permissions like any user)."""
-    import ctypes
-
-    class Header(ctypes.Structure):
-        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-    class Data(ctypes.Structure):
-        _fields_ = [
-            ("effective", ctypes.c_uint32),
-            ("permitted", ctypes.c_uint32),
-            ("inheritable", ctypes.c_uint32),
-        ]
-
     for capability in range(64):
         if capability != 8:
             _prctl(PR_CAPBSET_DROP, capability)
     _prctl(PR_CAPBSET_DROP, 8)  # SETPCAP last: it is what allows dropping the others
     _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
-    header = Header(LINUX_CAPABILITY_VERSION_3, 0)
-    data = (Data * 2)()
-    if _libc().capset(ctypes.byref(header), data) != 0:
+    header, data = _capability_sets()
+    if _libc().capset(header, data) != 0:
         return {"ok": False, "detail": _last_error("capset")}
     return {"ok": True, "detail": "all"}
 
