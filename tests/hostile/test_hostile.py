@@ -375,7 +375,12 @@ async def test_18_ten_thousand_open_files(backend: Backend) -> None:
 async def test_19_strict_writes_outside_are_refused_and_inside_thrown_away(
     backend: Backend,
 ) -> None:
-    outside = Path.home() / f"codeexec-hostile-{uuid.uuid4().hex}.txt"
+    # Outside the workspace and outside the private temp dirs a strict run gets (a HOME under
+    # /tmp, as in a fresh-machine try with HOME=$(mktemp -d), would be one of those).
+    home = Path.home()
+    private = ("/tmp", "/var/tmp", "/run", "/dev/shm")
+    folder = Path("/etc") if any(home.is_relative_to(p) for p in private) else home
+    outside = folder / f"codeexec-hostile-{uuid.uuid4().hex}.txt"
     code = (
         "import os\n"
         "open('inside.txt', 'w').write('fine')\n"
