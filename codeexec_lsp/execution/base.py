@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from codeexec_lsp.execution.live import LiveOutput
 from codeexec_lsp.results import RunResult
 from codeexec_lsp.snippet import Snippet
 
@@ -47,6 +48,9 @@ class RunRequest:
     sandbox: Profile = "standard"
     # None: the profile decides (standard: on, strict: off); True/False overrides it.
     network: bool | None = None
+    # Fed while the run goes, read by progress and Show output (execution/live.py). None:
+    # nobody is watching (the CLI, fix verification).
+    live: LiveOutput | None = field(default=None, compare=False, repr=False)
 
     @property
     def network_allowed(self) -> bool:
