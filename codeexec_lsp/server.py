@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import uuid
@@ -35,6 +36,7 @@ from codeexec_lsp.cache import TextCache, user_cache_dir
 from codeexec_lsp.code_context import DiagnosticInfo, build_context
 from codeexec_lsp.config import Settings, SettingsStore, section_of
 from codeexec_lsp.edits import EditOutsideTarget, to_workspace_edit
+from codeexec_lsp.execution.live import LiveOutput
 from codeexec_lsp.execution.registry import Executors
 from codeexec_lsp.inflight import Cancelled, InFlightRuns, until_cancelled
 from codeexec_lsp.llm.base import ChatModel, LlmError
@@ -140,6 +142,9 @@ class CodeexecServer(LanguageServer):
         self.settings = Settings()
         self.history = RunHistory()
         self.in_flight = InFlightRuns()
+        # Runs still going, by the same key as in_flight: (label, what they showed so far),
+        # for progress reports and Show output before the run ends.
+        self.live_runs: dict[tuple[str, int, int], tuple[str, LiveOutput]] = {}
         self.executors = Executors()
         self.explanations = ExplanationHistory()
         self.explain_cache = TextCache(user_cache_dir() / "explanations")
@@ -312,7 +317,10 @@ class CodeexecServer(LanguageServer):
         key = (uri, code.first_line, code.last_line)
         lines_before = document.lines[code.first_line : code.last_line + 1]
         label = code.describe()
+        live = LiveOutput()
+        request = dataclasses.replace(request, live=live)
         cancel = self.in_flight.start(key)
+        self.live_runs[key] = (label, live)
         try:
             async with self.work_progress(f"Running {label}", cancel) as report:
                 report(f"{request.python}")
@@ -320,6 +328,8 @@ class CodeexecServer(LanguageServer):
                 result = await run_snippet(executor, request, cancel)
         finally:
             self.in_flight.finish(key, cancel)
+            if self.live_runs.get(key, (None, None))[1] is live:
+                self.live_runs.pop(key, None)
         if result.status == "internal":
             self.window_show_message(
                 lsp.ShowMessageParams(type=lsp.MessageType.Error, message=result.message)
