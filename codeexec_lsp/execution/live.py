@@ -4,64 +4,163 @@ Executors feed it as output arrives (they own the pipes); the server reads it, w
 waiting on anything, for progress reports ("12 s · epoch 3/10 loss 0.41") and for Show
 output while the run is going. It is plain data shared inside one event loop, so it needs
 no locks; it keeps a bounded tail, never the whole output, so a flood cannot grow it.
+
+Feeding is on the hot path (a loop printing 100,000 lines arrives as that many small
+chunks), readers come about once a second: so `feed` only appends the chunk to a list, and
+the joining, cutting to the tail and finding the last line happen when someone reads.
+Each character is copied a bounded number of times however it is chunked.
 """
 
 from __future__ import annotations
 
+import re
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
+Stream = Literal["stdout", "stderr"]
 TAIL_CHARS = 64 * 1024
+# Where the last line is looked for: a terminal line longer than this shows its end.
+LAST_LINE_WINDOW = 4096
+# Colour and cursor sequences (rich, tqdm's colour bars): not part of what a line says.
+_ANSI = re.compile(r"\x1b(?:\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
 
 
-@dataclass
+class _Tail:
+    """The last TAIL_CHARS characters of one stream, kept as the chunks that arrived and
+    joined only when read or when they pass twice the bound (so appends stay O(1) and each
+    character is copied a bounded number of times)."""
+
+    __slots__ = ("parts", "read", "size", "total")
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.size = 0  # characters held in `parts`
+        self.total = 0  # characters ever fed
+        self.read = 0  # `total` when its last line was last looked for
+
+    def add(self, text: str) -> None:
+        self.parts.append(text)
+        self.size += len(text)
+        self.total += len(text)
+        if self.size > 2 * TAIL_CHARS:
+            self._compact()
+
+    def _compact(self) -> None:
+        joined = "".join(self.parts)[-TAIL_CHARS:]
+        self.parts = [joined] if joined else []
+        self.size = len(joined)
+
+    def text(self) -> str:
+        if len(self.parts) > 1 or self.size > TAIL_CHARS:
+            self._compact()
+        return self.parts[0] if self.parts else ""
+
+    def end(self, chars: int) -> str:
+        """The last `chars` characters (fewer if the stream is shorter), without joining
+        the whole tail."""
+        picked: list[str] = []
+        wanted = chars
+        for part in reversed(self.parts):
+            if wanted <= 0:
+                break
+            picked.append(part[-wanted:])
+            wanted -= len(part)
+        return "".join(reversed(picked))
+
+    @property
+    def omitted(self) -> int:
+        """Characters fed but no longer held (the head of a long output)."""
+        return self.total - min(self.size, TAIL_CHARS)
+
+
 class LiveOutput:
     """Output of one run in progress: a bounded tail per stream, plus why it waits.
 
-    Fed by the executors (session, local, jupyter, http: ``feed`` as chunks arrive,
+    Fed by the executors (session, local, jupyter: ``feed`` as chunks arrive,
     ``add_output`` for rich outputs, ``waiting_for`` while queued behind another run);
     read by the server's progress reporter (``last_line``, ``elapsed``) and by Show
     output (``stdout``/``stderr``/``outputs``) while the run is going.
     """
 
-    started: float = field(default_factory=time.monotonic)
-    stdout: str = ""
-    stderr: str = ""
-    outputs: list[dict[str, Any]] = field(default_factory=list)
-    # "the run at lines 10–20" while this run is queued behind it; None once it runs.
-    waiting_for: str | None = None
-    _last_line: str = ""
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.outputs: list[dict[str, Any]] = []
+        # "the run at lines 10–20" while this run is queued behind it; None once it runs.
+        self.waiting_for: str | None = None
+        self._tails: dict[str, _Tail] = {"stdout": _Tail(), "stderr": _Tail()}
+        # Streams fed since the last line was looked for, oldest first.
+        self._unread: list[str] = []
+        self._last_line = ""
 
     def feed(self, stream: str, text: str) -> None:
         """Add a chunk of decoded output from ``stream`` ("stdout" or "stderr")."""
         if not text:
             return
-        if stream == "stderr":
-            self.stderr = tail = (self.stderr + text)[-TAIL_CHARS:]
-        else:
-            self.stdout = tail = (self.stdout + text)[-TAIL_CHARS:]
-        # From the stream's tail, not the chunk: a line may arrive in two chunks.
-        line = _latest_line(tail[-4096:])
-        if line:
-            self._last_line = line
+        name = "stderr" if stream == "stderr" else "stdout"
+        self._tails[name].add(text)
+        unread = self._unread
+        if not unread or unread[-1] != name:
+            if name in unread:
+                unread.remove(name)
+            unread.append(name)
 
     def add_output(self, output: dict[str, Any]) -> None:
         """Add one rich output (nbformat shape) as it appears."""
         self.outputs.append(output)
 
+    @property
+    def stdout(self) -> str:
+        """The last TAIL_CHARS characters the run printed to stdout."""
+        return self._tails["stdout"].text()
+
+    @property
+    def stderr(self) -> str:
+        return self._tails["stderr"].text()
+
+    def omitted(self, stream: Stream) -> int:
+        """How many characters of ``stream`` are no longer held (only its tail is kept)."""
+        return self._tails[stream].omitted
+
     def last_line(self) -> str:
         """The latest non-empty line, as a terminal would show it: after a carriage return
-        (a tqdm bar's update) only the text after the last ``\\r`` counts."""
+        (a tqdm bar's update) only the text after the last ``\\r`` counts. Taken from the
+        stream written last; if its new output has no visible line, from the other one."""
+        for name in reversed(self._unread):
+            tail = self._tails[name]
+            window = tail.end(LAST_LINE_WINDOW)
+            line = _latest_line(window, max(0, len(window) - (tail.total - tail.read)))
+            if line:
+                self._last_line = line
+                break
+        for tail in self._tails.values():
+            tail.read = tail.total
+        self._unread.clear()
         return self._last_line
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
 
-def _latest_line(text: str) -> str:
-    for line in reversed(text.split("\n")):
-        shown = line.rstrip("\r").rsplit("\r", 1)[-1].strip()
+def run_label(first_line: int, last_line: int, path: str, seen_from: str = "") -> str:
+    """How a queued run names the run it waits for ("the run at lines 10–20"), from that
+    run's 0-based lines and path; the file is named when it is not `seen_from`'s."""
+    first, last = first_line + 1, last_line + 1
+    lines = f"line {first}" if first == last else f"lines {first}–{last}"
+    name = path.replace("\\", "/").rsplit("/", 1)[-1]
+    where = f" of {name}" if path and name and path != seen_from else ""
+    return f"the run at {lines}{where}"
+
+
+def _latest_line(text: str, new_from: int = 0) -> str:
+    """The last visible line of `text` that ends at or after `new_from` (where the output
+    not yet looked at begins): a line written before it was already shown."""
+    stop = len(text)
+    while stop >= new_from:
+        start = text.rfind("\n", 0, stop) + 1
+        shown = _ANSI.sub("", text[start:stop]).rstrip("\r").rsplit("\r", 1)[-1].strip()
         if shown:
             return shown
+        if start == 0:
+            break
+        stop = start - 1
     return ""

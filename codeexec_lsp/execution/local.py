@@ -13,6 +13,7 @@ process tree) is killed, so nothing the run started outlives it.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import json
 import os
@@ -25,6 +26,7 @@ from typing import Any
 from codeexec_lsp.execution.base import Limits, RunRequest
 from codeexec_lsp.execution.capture import READ_CHUNK, BoundedCapture
 from codeexec_lsp.execution.launcher import Box, launch
+from codeexec_lsp.execution.live import LiveOutput
 from codeexec_lsp.execution.outcome import (
     StopReason,
     build_result,
@@ -63,17 +65,29 @@ class _Run:
     stderr: BoundedCapture
     overflow: asyncio.Event = field(default_factory=asyncio.Event)
     result_overflow: asyncio.Event = field(default_factory=asyncio.Event)
+    # Who watches the run while it goes (progress, Show output); None: nobody.
+    live: LiveOutput | None = None
 
     @property
     def output_total(self) -> int:
         return self.stdout.total + self.stderr.total
 
 
-async def _pump(stream: asyncio.StreamReader, capture: BoundedCapture, run: _Run) -> None:
+async def _pump(
+    stream: asyncio.StreamReader, capture: BoundedCapture, run: _Run, name: str
+) -> None:
+    """Read one output pipe into its capture (and to the watcher, decoded as it comes: a
+    character split between two reads is held by the decoder, not garbled)."""
+    live = run.live
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace") if live else None
     while chunk := await stream.read(READ_CHUNK):
         capture.feed(chunk)
         if run.output_total > run.limits.output_hard_cap:
             run.overflow.set()
+        if live is not None and decoder is not None:
+            live.feed(name, decoder.decode(chunk))
+    if live is not None and decoder is not None:
+        live.feed(name, decoder.decode(b"", final=True))
 
 
 async def _read_result(fd: int, into: bytearray, cap: int, over: asyncio.Event) -> None:
@@ -276,12 +290,15 @@ class LocalExecutor:
         process, result_read, guard = child.process, child.result_read, child.guard
 
         run = _Run(
-            limits, BoundedCapture(limits.max_output_bytes), BoundedCapture(limits.max_output_bytes)
+            limits,
+            BoundedCapture(limits.max_output_bytes),
+            BoundedCapture(limits.max_output_bytes),
+            live=request.live,
         )
         assert process.stdout is not None and process.stderr is not None
         pumps = [
-            asyncio.create_task(_pump(process.stdout, run.stdout, run)),
-            asyncio.create_task(_pump(process.stderr, run.stderr, run)),
+            asyncio.create_task(_pump(process.stdout, run.stdout, run, "stdout")),
+            asyncio.create_task(_pump(process.stderr, run.stderr, run, "stderr")),
         ]
         raw_result = bytearray()
         result_task = asyncio.create_task(

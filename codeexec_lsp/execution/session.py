@@ -32,6 +32,7 @@ Why it is built this way:
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import json
 import os
@@ -46,6 +47,7 @@ from typing import Any
 from codeexec_lsp.execution.base import Limits, Profile, RunRequest
 from codeexec_lsp.execution.capture import BoundedCapture, DelimitedStream
 from codeexec_lsp.execution.launcher import Box, launch
+from codeexec_lsp.execution.live import LiveOutput, run_label
 from codeexec_lsp.execution.local import memory_limit_message, result_cap
 from codeexec_lsp.execution.outcome import (
     StopReason,
@@ -62,6 +64,7 @@ from codeexec_lsp.execution.outcome import (
 )
 from codeexec_lsp.execution.sandbox import ProcessGuard
 from codeexec_lsp.results import ErrorInfo, RunResult, Status
+from codeexec_lsp.snippet import Snippet
 
 NAME = "session"
 WORKER = Path(__file__).with_name("worker.py")
@@ -160,10 +163,62 @@ class _RunState:
     ended: tuple[asyncio.Event, asyncio.Event] = field(
         default_factory=lambda: (asyncio.Event(), asyncio.Event())
     )
+    # Who watches this run while it goes (progress, Show output); None: nobody.
+    live: LiveOutput | None = None
+    # Set by begin_run: what each pipe shows the watcher, the marker already cut off.
+    live_feeds: tuple[_LiveFeed, _LiveFeed] | None = None
 
     @property
     def output_total(self) -> int:
         return self.stdout.total + self.stderr.total
+
+
+class _LiveFeed:
+    """One pipe's output of the open run, decoded as it arrives, for a LiveOutput.
+
+    It sees the raw chunks, not the run's capture: DelimitedStream holds back as many bytes
+    as the end marker is long in case they start it, which would keep a short line ("epoch
+    3") from the watcher until more output came. Here only bytes that really could begin
+    the marker (from a NUL on: it starts with one) wait for the next chunk."""
+
+    __slots__ = ("decoder", "done", "live", "marker", "pending", "stream")
+
+    def __init__(self, live: LiveOutput, stream: str, marker: bytes) -> None:
+        self.live = live
+        self.stream = stream
+        self.marker = marker
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.pending = b""
+        self.done = False
+
+    def feed(self, data: bytes) -> None:
+        if self.done:
+            return
+        if self.pending:
+            data, self.pending = self.pending + data, b""
+        found = data.find(self.marker)
+        if found >= 0:
+            self.done = True
+            data = data[:found]
+        else:
+            # A marker split across chunks: keep its possible start for the next one.
+            nul = data.find(b"\x00", max(0, len(data) - len(self.marker) + 1))
+            while nul >= 0 and not self.marker.startswith(data[nul:]):
+                nul = data.find(b"\x00", nul + 1)
+            if nul >= 0:
+                data, self.pending = data[:nul], data[nul:]
+        text = self.decoder.decode(data, final=self.done)
+        if text:
+            self.live.feed(self.stream, text)
+
+    def finish(self) -> None:
+        """The run ended without its marker (killed, pipe closed): show what was held."""
+        if not self.done:
+            self.done = True
+            text = self.decoder.decode(self.pending, final=True)
+            self.pending = b""
+            if text:
+                self.live.feed(self.stream, text)
 
 
 class _OutputPipe(asyncio.Protocol):
@@ -336,13 +391,21 @@ class _Worker:
 
     def begin_run(self, run: _RunState, marker: bytes) -> None:
         self.run_state = run
+        if run.live is not None:
+            run.live_feeds = (
+                _LiveFeed(run.live, "stdout", marker),
+                _LiveFeed(run.live, "stderr", marker),
+            )
         for index, capture in enumerate((run.stdout, run.stderr)):
             self.streams[index].begin(marker, capture)
             if self.streams[index].closed:
                 run.ended[index].set()
 
     def end_run(self) -> None:
-        self.run_state = None
+        run, self.run_state = self.run_state, None
+        if run is not None and run.live_feeds is not None:
+            for feed in run.live_feeds:
+                feed.finish()
         for stream in self.streams:
             stream.abandon()
 
@@ -351,6 +414,8 @@ class _Worker:
         completed = self.streams[index].feed(data)
         if run is None:
             return
+        if run.live_feeds is not None:
+            run.live_feeds[index].feed(data)
         if completed:
             run.ended[index].set()
         if run.output_total > run.limits.output_hard_cap:
@@ -445,6 +510,32 @@ async def _acquire(lock: asyncio.Lock, cancel: asyncio.Event | None) -> bool:
     return False
 
 
+HUNG_INSPECTION_S = 5.0  # past the asker's timeout: then the worker is replaced
+
+
+@dataclass(frozen=True)
+class InspectAnswer:
+    """What a session said about its variables: `status` is "ok" (with the worker's
+    `answer`), "none" (no ready session here), "busy" (a run is going or queued) or
+    "timeout" (the worker did not answer in time)."""
+
+    status: str
+    answer: dict[str, Any] = field(default_factory=dict)
+
+
+def _is_ready(worker: _Worker) -> bool:
+    ready = worker.ready
+    return ready is not None and ready.done() and not ready.cancelled() and bool(ready.result())
+
+
+async def _inspect_reply(worker: _Worker, inspection: int) -> dict[str, Any] | None:
+    """The worker's answer to inspect request `inspection`; None if the worker is gone."""
+    while True:
+        message = await worker.read_message()
+        if message is None or message.get("inspected") == inspection:
+            return message
+
+
 class _Session:
     """The worker for one (interpreter, cwd), replaced when it dies or its settings change."""
 
@@ -457,6 +548,8 @@ class _Session:
         self.closed = False  # runs still queued when the executor closed must not restart it
         self.wanted_python: str | None = None  # the workspace's, once it differs from ours
         self.cleanups: set[asyncio.Future[None]] = set()
+        self.inspections = 0  # ids of inspect requests (answers carry them back)
+        self.running: Snippet | None = None  # what the run holding `lock` runs, if one does
 
     async def ensure_worker(self, config: _StartConfig | None = None) -> _Worker:
         async with self.spawn_lock:
@@ -509,6 +602,62 @@ class _Session:
         self.note = note
         with contextlib.suppress(OSError):
             await self.ensure_worker()
+
+    # --- looking at variables between runs ----------------------------------------------
+
+    async def inspect(self, message: dict[str, Any], timeout: float) -> InspectAnswer:
+        """Ask the worker about its variables (worker.py's `inspect` op), between runs.
+
+        Never waits behind a run: a session that is running (or has runs queued) answers
+        "busy" at once. The lock is held while the worker answers, so a run that arrives
+        meanwhile waits for the answer and never reads it as its own result. If the
+        answer does not come within `timeout` (or the asker gives up), the caller is told
+        "timeout" at once, and the lock stays held in the background until the worker
+        answers, or is replaced once HUNG_INSPECTION_S has passed (C code the worker's
+        alarm could not interrupt): then, as for a hung run, the state is lost and the
+        next run says so."""
+        worker = self.worker
+        if worker is None or not worker.alive or not _is_ready(worker):
+            return InspectAnswer("none")
+        if self.lock.locked():
+            return InspectAnswer("busy")
+        await self.lock.acquire()  # free, so taken at once
+        self.inspections += 1
+        inspection = self.inspections
+        worker.send({**message, "op": "inspect", "id": inspection})
+        reply = asyncio.ensure_future(_inspect_reply(worker, inspection))
+        try:
+            await asyncio.wait({reply}, timeout=timeout)
+        except asyncio.CancelledError:
+            self._hold_until_answered(worker, reply)
+            raise
+        if not reply.done():
+            self._hold_until_answered(worker, reply)
+            return InspectAnswer("timeout")
+        self.lock.release()
+        answer = reply.result()
+        return InspectAnswer("none") if answer is None else InspectAnswer("ok", answer)
+
+    def _hold_until_answered(
+        self, worker: _Worker, reply: asyncio.Future[dict[str, Any] | None]
+    ) -> None:
+        async def hold() -> None:
+            try:
+                await asyncio.wait({reply}, timeout=HUNG_INSPECTION_S)
+                if not reply.done() and worker.alive:
+                    reply.cancel()
+                    worker.kill("inspection")
+                    await self.replace_lost(
+                        worker,
+                        "New session: showing a variable's value hung (its __repr__, "
+                        f"__len__ or a property did not return), so {STATE_LOST}.",
+                    )
+            finally:
+                self.lock.release()
+
+        task = asyncio.ensure_future(hold())
+        self.cleanups.add(task)  # a task nobody holds may be collected mid-way
+        task.add_done_callback(self.cleanups.discard)
 
     # --- one run -----------------------------------------------------------------------
 
@@ -583,7 +732,10 @@ class _Session:
     ) -> RunResult:
         limits = request.limits
         run = _RunState(
-            limits, BoundedCapture(limits.max_output_bytes), BoundedCapture(limits.max_output_bytes)
+            limits,
+            BoundedCapture(limits.max_output_bytes),
+            BoundedCapture(limits.max_output_bytes),
+            live=request.live,
         )
         worker.runs += 1
         run_id = worker.runs
@@ -817,13 +969,29 @@ class SessionExecutor:
     async def run(self, request: RunRequest, cancel: asyncio.Event | None = None) -> RunResult:
         started = time.perf_counter()
         session = self._session((request.cwd, request.sandbox))
-        if not await _acquire(session.lock, cancel):
+        live = request.live
+        if live is not None and session.lock.locked():
+            # Said in the queued run's progress: "waiting for the run at lines 10–20".
+            running = session.running
+            live.waiting_for = (
+                run_label(running.first_line, running.last_line, running.path, request.snippet.path)
+                if running is not None
+                else "the session to start"
+            )
+        try:
+            acquired = await _acquire(session.lock, cancel)
+        finally:
+            if live is not None:
+                live.waiting_for = None
+        if not acquired:
             return _cancelled(request, started)
+        session.running = request.snippet
         try:
             if session.closed:
                 return _cancelled(request, started, "Cancelled: the session was closed.")
             return await session.run(request, cancel, started)
         finally:
+            session.running = None
             session.lock.release()
 
     async def warm(
@@ -879,6 +1047,16 @@ class SessionExecutor:
                 worker = await session.ensure_worker()
                 await session.wait_ready(worker, None)
         return len(chosen)
+
+    async def inspect(
+        self, cwd: str, profile: str, message: dict[str, Any], timeout: float
+    ) -> InspectAnswer:
+        """Ask the session of (cwd, profile) about its variables (see _Session.inspect);
+        "none" when there is no session there. Never starts a worker."""
+        session = self._sessions.get((cwd, profile))
+        if session is None or session.closed:
+            return InspectAnswer("none")
+        return await session.inspect(message, timeout)
 
     def pids(self) -> dict[SessionKey, int]:
         """The live workers' process ids by (cwd, profile) (for doctor output and tests)."""

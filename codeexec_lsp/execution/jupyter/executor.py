@@ -34,10 +34,13 @@ from codeexec_lsp.execution.jupyter.protocol import (
     KernelState,
     RunCollector,
     execute_content,
+    msg_type,
     unparented_status,
 )
+from codeexec_lsp.execution.live import LiveOutput, run_label
 from codeexec_lsp.execution.outcome import build_result, classify, internal_result
 from codeexec_lsp.results import ErrorInfo, RunResult, Status
+from codeexec_lsp.snippet import Snippet
 
 NAME = "jupyter"
 EXTRA_HINT = "pip install 'codeexec-lsp[jupyter]'"
@@ -91,6 +94,7 @@ class _Kernel:
     note: str = ""  # said on the next run (e.g. that an earlier run lost the state)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     runs: int = 0
+    running: Snippet | None = None  # what the run holding `lock` runs, if one does
 
 
 class JupyterExecutor:
@@ -226,8 +230,23 @@ class JupyterExecutor:
         if request.sandbox == "strict" and self._launches_kernels:
             return internal_result(request, NAME, STRICT_UNSUPPORTED, started)
         slot = self._kernels.setdefault(self._key(request), _Kernel())
-        if not await _acquire(slot.lock, cancel):
+        live = request.live
+        if live is not None and slot.lock.locked():
+            # Said in the queued run's progress: "waiting for the run at lines 10–20".
+            running = slot.running
+            live.waiting_for = (
+                run_label(running.first_line, running.last_line, running.path, request.snippet.path)
+                if running is not None
+                else "the kernel to start"
+            )
+        try:
+            acquired = await _acquire(slot.lock, cancel)
+        finally:
+            if live is not None:
+                live.waiting_for = None
+        if not acquired:
             return self._cancelled(request, started, "Cancelled before it started.")
+        slot.running = request.snippet
         try:
             try:
                 connection = await self._ready(slot, request)
@@ -257,6 +276,7 @@ class JupyterExecutor:
                 stopping.add_done_callback(self._background.discard)
             raise
         finally:
+            slot.running = None
             if slot.connection is not None:
                 slot.connection.stop_listening()
             slot.lock.release()
@@ -290,11 +310,13 @@ class JupyterExecutor:
         connection.state = KernelState.BUSY
         collector = RunCollector(msg_id, limits.max_output_bytes)
         hard_cap = limits.output_hard_cap
-        reason = await self._collect(connection, collector, limits.timeout_s, cancel, hard_cap)
+        reason = await self._collect(
+            connection, collector, limits.timeout_s, cancel, hard_cap, request.live
+        )
         lost = ""
         if reason is not None and not connection.died.is_set():
             await connection.interrupt()
-            await self._collect(connection, collector, INTERRUPT_GRACE_S, None)
+            await self._collect(connection, collector, INTERRUPT_GRACE_S, None, None, request.live)
             if collector.reply is None and not connection.died.is_set() and connection.owned:
                 lost = (
                     f"The kernel did not stop when interrupted, so it was restarted: {STATE_LOST}."
@@ -334,9 +356,11 @@ class JupyterExecutor:
         timeout: float,
         cancel: asyncio.Event | None,
         output_cap: int | None = None,
+        live: LiveOutput | None = None,
     ) -> str | None:
-        """Feed the run's messages to `collector` until it is done; returns why it was
-        stopped early ("timeout", "cancelled", "output") or None (done, or the kernel died).
+        """Feed the run's messages to `collector` (and to `live`, the run's watcher, as
+        they come) until it is done; returns why it was stopped early ("timeout",
+        "cancelled", "output") or None (done, or the kernel died).
 
         The reply can come before the last output, so `idle` is waited for too, but only
         for IDLE_AFTER_REPLY_S: a lost status (a server's iopub hiccup) must not turn a
@@ -379,7 +403,9 @@ class JupyterExecutor:
                 if status is not None:
                     connection.mark_dead(f"the server reports the kernel {status}")
                     continue
-                collector.feed(message)
+                outputs_before = len(collector.outputs)
+                if collector.feed(message) and live is not None:
+                    _show_live(live, message, collector.outputs[outputs_before:])
                 if output_cap is not None and collector.output_total > output_cap:
                     return "output"
             return None
@@ -498,6 +524,17 @@ class JupyterExecutor:
                 with contextlib.suppress(Exception):
                     await slot.connection.close()
                 slot.connection = None
+
+
+def _show_live(live: LiveOutput, message: dict[str, Any], new_outputs: list[Any]) -> None:
+    """What one of the run's kernel messages shows its watcher: stream text as it is, and
+    the rich outputs the collector kept from it (within its limits, helper reports not)."""
+    if msg_type(message) == "stream":
+        content = message.get("content") or {}
+        stream = "stderr" if content.get("name") == "stderr" else "stdout"
+        live.feed(stream, str(content.get("text", "")))
+    for output in new_outputs:
+        live.add_output(output)
 
 
 def _sandbox(connection: KernelConnection) -> dict[str, Any]:

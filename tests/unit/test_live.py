@@ -1,0 +1,287 @@
+"""LiveOutput: what progress and Show output read while a run goes, however the output
+arrives (split mid-line, carriage-return updates, floods)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import importlib.util
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from codeexec_lsp import snippet
+from codeexec_lsp.actions.run import build_request
+from codeexec_lsp.config import Settings
+from codeexec_lsp.execution import live as live_module
+from codeexec_lsp.execution import session as session_module
+from codeexec_lsp.execution.base import Executor, RunRequest
+from codeexec_lsp.execution.jupyter.executor import JupyterExecutor
+from codeexec_lsp.execution.live import TAIL_CHARS, LiveOutput
+from codeexec_lsp.execution.local import LocalExecutor
+from codeexec_lsp.execution.session import SessionExecutor
+
+
+def test_a_line_split_across_chunks_is_one_line() -> None:
+    live = LiveOutput()
+    live.feed("stdout", "epoch 3/10 lo")
+    assert live.last_line() == "epoch 3/10 lo"
+    live.feed("stdout", "ss 0.41\nepo")
+    assert live.last_line() == "epo"
+    live.feed("stdout", "ch 4/10 loss 0.39\n")
+    assert live.last_line() == "epoch 4/10 loss 0.39"
+    assert live.stdout == "epoch 3/10 loss 0.41\nepoch 4/10 loss 0.39\n"
+
+
+def test_a_tqdm_bar_shows_its_latest_state() -> None:
+    live = LiveOutput()
+    live.feed("stdout", "training\n")
+    # tqdm writes to stderr: a carriage return, then the whole bar, no newline until done.
+    for step in range(1, 4):
+        live.feed("stderr", f"\r {step * 10}%|{'█' * step}     | {step}/10 [00:0{step}<00:07]")
+    assert live.last_line() == "30%|███     | 3/10 [00:03<00:07]"
+    live.feed("stderr", "\r100%|██████████| 10/10 [00:10<00:00]\n")
+    assert live.last_line() == "100%|██████████| 10/10 [00:10<00:00]"
+    assert live.stdout == "training\n"
+    assert live.stderr.count("\r") == 4
+
+
+def test_the_stream_written_last_gives_the_line_unless_it_shows_none() -> None:
+    live = LiveOutput()
+    live.feed("stdout", "from stdout\n")
+    live.feed("stderr", "warning: from stderr\n")
+    assert live.last_line() == "warning: from stderr"
+    live.feed("stdout", "again stdout\n")
+    assert live.last_line() == "again stdout"
+    live.feed("stderr", "\n\n")  # nothing visible: the line stays
+    assert live.last_line() == "again stdout"
+
+
+def test_colour_codes_are_not_part_of_the_line() -> None:
+    live = LiveOutput()
+    live.feed("stdout", "\x1b[32mok\x1b[0m 5 passed\x1b[K\n")
+    assert live.last_line() == "ok 5 passed"
+
+
+def test_the_tail_is_bounded_and_says_how_much_it_dropped() -> None:
+    live = LiveOutput()
+    lines = [f"line {n}\n" for n in range(100_000)]
+    for line in lines:
+        live.feed("stdout", line)
+    everything = "".join(lines)
+    assert live.stdout == everything[-TAIL_CHARS:]
+    assert live.omitted("stdout") == len(everything) - TAIL_CHARS
+    assert live.last_line() == "line 99999"
+    assert live.stderr == "" and live.omitted("stderr") == 0
+    # Held between reads: never much more than twice the tail, however it was chunked.
+    held = live_module._Tail()
+    for line in lines:
+        held.add(line)
+        assert held.size <= 2 * TAIL_CHARS
+
+
+def test_one_huge_chunk_is_cut_to_the_tail() -> None:
+    live = LiveOutput()
+    live.feed("stdout", "x" * (3 * TAIL_CHARS) + "\nend")
+    assert len(live.stdout) == TAIL_CHARS
+    assert live.stdout.endswith("\nend")
+    assert live.last_line() == "end"
+
+
+def test_a_very_long_line_shows_its_end() -> None:
+    live = LiveOutput()
+    live.feed("stdout", "a" * 10_000 + "b" * 10)
+    assert live.last_line().endswith("b" * 10)
+    assert len(live.last_line()) == live_module.LAST_LINE_WINDOW
+
+
+def test_rich_outputs_and_waiting() -> None:
+    live = LiveOutput()
+    assert live.waiting_for is None and live.outputs == []
+    live.waiting_for = "the run at lines 10–20"
+    live.add_output({"output_type": "display_data", "data": {"text/plain": "x"}, "metadata": {}})
+    assert live.outputs[0]["data"] == {"text/plain": "x"}
+    assert live.elapsed() >= 0
+    live.feed("stdout", "")
+    assert live.stdout == "" and live.last_line() == ""
+
+
+# --- executors feed it while the run goes (real processes, real kernels) -----------------
+
+GATED = (
+    "import os, time\n"
+    "print('first é', flush=True)\n"
+    "print('a warning', file=__import__('sys').stderr, flush=True)\n"
+    "deadline = time.monotonic() + 60\n"
+    "while not os.path.exists({gate!r}) and time.monotonic() < deadline:\n"
+    "    time.sleep(0.02)\n"
+    "print('second')\n"
+)
+
+
+@pytest.fixture(autouse=True)
+def interruptible_children() -> Iterator[None]:
+    # Children inherit SIGINT's disposition; an in-process runner test may leave it ignored.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def gated_request(tmp_path: Path, name: str = "gated.py", **settings: Any) -> RunRequest:
+    code = GATED.format(gate=str(tmp_path / "go"))
+    path = tmp_path / name
+    path.write_text(code)
+    request = build_request(snippet.whole_file(code, str(path)), Settings(**settings), tmp_path)
+    return dataclasses.replace(request, live=LiveOutput())
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Wait for `condition` (a deadline only against hanging forever, not a timing check)."""
+    for _ in range(3000):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    pytest.fail(f"never happened: {what}")
+
+
+async def shows_output_mid_run(executor: Executor, tmp_path: Path, **settings: Any) -> None:
+    request = gated_request(tmp_path, **settings)
+    live = request.live
+    assert live is not None
+    running = asyncio.ensure_future(executor.run(request))
+    try:
+        await until(lambda: "a warning" in live.stderr and "first" in live.stdout, "output")
+        assert not running.done()
+        assert live.stdout == "first é\n"  # decoded, and nothing of the session's marker
+        assert "second" not in live.stdout
+        assert live.last_line() in ("first é", "a warning")
+        (tmp_path / "go").touch()
+        result = await running
+    finally:
+        (tmp_path / "go").touch()
+        await asyncio.wait({running}, timeout=60)
+    assert result.status == "ok", result.message
+    assert result.stdout == "first é\nsecond\n"
+    # Everything the run printed reached the watcher too, and nothing else did.
+    assert live.stdout == result.stdout
+    assert live.stderr == result.stderr == "a warning\n"
+    assert live.last_line() == "second"
+
+
+async def test_the_local_executor_feeds_output_as_it_comes(tmp_path: Path) -> None:
+    executor = LocalExecutor()
+    try:
+        await shows_output_mid_run(executor, tmp_path)
+    finally:
+        await executor.close()
+
+
+async def test_the_session_executor_feeds_output_as_it_comes(tmp_path: Path) -> None:
+    executor = SessionExecutor()
+    try:
+        await shows_output_mid_run(executor, tmp_path)
+        # The same worker's next run feeds its own watcher, from its own start.
+        again = gated_request(tmp_path)
+        result = await executor.run(again)
+        assert again.live is not None and again.live.stdout == result.stdout
+    finally:
+        await executor.close()
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("ipykernel") is None
+    or importlib.util.find_spec("jupyter_client") is None,
+    reason="ipykernel / jupyter_client not installed: pip install -e '.[test]'",
+)
+async def test_the_jupyter_executor_feeds_output_and_figures_as_they_come(
+    tmp_path: Path,
+) -> None:
+    executor = JupyterExecutor()
+    try:
+        await shows_output_mid_run(executor, tmp_path)
+        code = (
+            "from IPython.display import display, HTML\n"
+            "display(HTML('<b>early</b>'))\n"
+            f"import os, time\nwhile not os.path.exists({str(tmp_path / 'go2')!r}):\n"
+            "    time.sleep(0.02)\n"
+        )
+        path = tmp_path / "display.py"
+        path.write_text(code)
+        request = dataclasses.replace(
+            build_request(
+                snippet.whole_file(code, str(path)), Settings(executor="jupyter"), tmp_path
+            ),
+            live=LiveOutput(),
+        )
+        live = request.live
+        assert live is not None
+        running = asyncio.ensure_future(executor.run(request))
+        try:
+            await until(lambda: bool(live.outputs), "a display_data output")
+            assert not running.done()
+            assert live.outputs[0]["data"]["text/html"] == "<b>early</b>"
+        finally:
+            (tmp_path / "go2").touch()
+            result = await running
+        assert result.status == "ok", result.message
+        assert list(result.outputs) == live.outputs
+    finally:
+        await executor.close()
+
+
+async def test_a_run_queued_behind_a_busy_session_says_which_run_it_waits_for(
+    tmp_path: Path,
+) -> None:
+    executor = SessionExecutor()
+    try:
+        busy = gated_request(tmp_path, executor="session")
+        assert busy.live is not None
+        first = asyncio.ensure_future(executor.run(busy))
+        await until(lambda: "first" in busy.live.stdout, "the first run started")  # type: ignore[union-attr]
+        code = "print('queued ran')\n"
+        path = tmp_path / "other.py"
+        path.write_text(code)
+        queued = dataclasses.replace(
+            build_request(
+                snippet.whole_file(code, str(path)), Settings(executor="session"), tmp_path
+            ),
+            live=LiveOutput(),
+        )
+        second = asyncio.ensure_future(executor.run(queued))
+        assert queued.live is not None
+        await until(lambda: queued.live.waiting_for is not None, "waiting_for")  # type: ignore[union-attr]
+        assert queued.live.waiting_for == "the run at lines 1–7 of gated.py"
+        assert not second.done()
+        (tmp_path / "go").touch()
+        assert (await first).status == "ok"
+        result = await second
+        assert result.stdout == "queued ran\n"
+        assert queued.live.waiting_for is None
+        assert queued.live.stdout == "queued ran\n"
+    finally:
+        (tmp_path / "go").touch()
+        await executor.close()
+
+
+def test_the_session_feed_cuts_the_marker_even_split_across_chunks() -> None:
+    marker = b"\x00codeexec-end:0123456789abcdef\x00"
+    live = LiveOutput()
+    feed = session_module._LiveFeed(live, "stdout", marker)
+    payload = "naïve ✓ done\n".encode() + b"a\x00b\n" + marker + b"idle output after the run"
+    # Every split point: a character or the marker cut in two must not show garbled.
+    for cut in range(1, len(payload)):
+        live = LiveOutput()
+        feed = session_module._LiveFeed(live, "stdout", marker)
+        feed.feed(payload[:cut])
+        feed.feed(payload[cut:])
+        assert live.stdout == "naïve ✓ done\na\x00b\n", cut
+    # No marker ever (the worker was killed): what was held back still shows at the end.
+    live = LiveOutput()
+    feed = session_module._LiveFeed(live, "stdout", marker)
+    feed.feed(b"last words\x00codeexec")
+    assert live.stdout == "last words"
+    feed.finish()
+    assert live.stdout == "last words\x00codeexec"
