@@ -60,9 +60,14 @@ class _NoInput(io.TextIOBase):
 
 
 class Compiled:
-    def __init__(self, body: types.CodeType, last_expr: types.CodeType | None) -> None:
+    def __init__(
+        self, body: types.CodeType, last_expr: types.CodeType | None, future_flags: int = 0
+    ) -> None:
         self.body = body
         self.last_expr = last_expr
+        # The __future__ features in effect after this code (its own `from __future__
+        # import ...` and those it inherited): a session passes them to its next run.
+        self.future_flags = future_flags
 
 
 def register_document(filename: str, document: str) -> None:
@@ -89,18 +94,37 @@ def _shift_positions(tree: ast.AST, line_delta: int, column_bytes: int) -> None:
                 node.end_col_offset += column_bytes  # type: ignore[attr-defined]
 
 
+def _future_feature_mask() -> int:
+    """Every __future__ feature's compiler flag: the bits of co_flags that codeop (and so
+    the Python REPL and IPython) carries from one input to the next."""
+    import __future__
+
+    mask = 0
+    for name in __future__.all_feature_names:
+        mask |= getattr(__future__, name).compiler_flag
+    return mask
+
+
 def compile_snippet(
-    code: str, filename: str, first_line: int = 1, column: int = 0, document: str = ""
+    code: str,
+    filename: str,
+    first_line: int = 1,
+    column: int = 0,
+    document: str = "",
+    *,
+    future_flags: int = 0,
 ) -> Compiled:
     """Compile dedented `code` as if it stood at `first_line`/`column` of `document`.
 
+    `future_flags`: __future__ features already in effect (a session's earlier
+    `from __future__ import annotations`), as `Compiled.future_flags` returns them.
     Raises SyntaxError with the position already moved into the document.
     """
     doc_lines = document.splitlines()
     prefix = doc_lines[first_line - 1][:column] if 0 < first_line <= len(doc_lines) else ""
     column_bytes = len(prefix.encode("utf-8")) if prefix else column
     try:
-        tree = ast.parse(code, filename, "exec")
+        tree = compile(code, filename, "exec", ast.PyCF_ONLY_AST | future_flags, dont_inherit=True)
     except SyntaxError as exc:
         _move_syntax_error(exc, first_line, column, doc_lines)
         raise
@@ -110,18 +134,27 @@ def compile_snippet(
     if isinstance(last_statement, ast.Expr):
         tree.body.pop()
         last_expr = ast.Expression(last_statement.value)
-    flags = getattr(ast, "PyCF_ALLOW_TOP_LEVEL_AWAIT", 0)
+    flags = getattr(ast, "PyCF_ALLOW_TOP_LEVEL_AWAIT", 0) | future_flags
     try:
         body = compile(tree, filename, "exec", flags=flags, dont_inherit=True)
+        in_effect = future_flags | (body.co_flags & _future_feature_mask())
         expr_code = (
-            compile(last_expr, filename, "eval", flags=flags, dont_inherit=True)
+            compile(
+                last_expr,
+                filename,
+                "eval",
+                flags=flags | in_effect,
+                dont_inherit=True,
+            )
             if last_expr is not None
             else None
         )
     except SyntaxError as exc:
-        _explain_outside_function(exc)
+        # The trailing expression left the tree for its own compile: look at both.
+        statements = [*tree.body, last_statement] if last_expr is not None else tree.body
+        _explain_outside_function(exc, statements)
         raise
-    return Compiled(body, expr_code)
+    return Compiled(body, expr_code, in_effect)
 
 
 def _move_syntax_error(
@@ -138,19 +171,57 @@ def _move_syntax_error(
             exc.end_offset += column  # type: ignore[operator]
     if exc.lineno is not None and 0 < exc.lineno <= len(doc_lines):
         exc.text = doc_lines[exc.lineno - 1] + "\n"
+    if first_line != 1 and isinstance(exc.msg, str) and "on line " in exc.msg:
+        # The parser names other lines in its message ("expected an indented block after
+        # 'for' statement on line 2"), counted in the selection: count them in the file.
+        import re
+
+        exc.msg = re.sub(
+            r"\bon line (\d+)\b",
+            lambda match: "on line " + str(int(match.group(1)) + first_line - 1),
+            exc.msg,
+        )
+        exc.args = (exc.msg, *exc.args[1:])
 
 
-def _explain_outside_function(exc: SyntaxError) -> None:
-    for keyword in ("return", "yield", "await"):
-        if exc.msg.startswith(f"'{keyword}' outside") or exc.msg.startswith(
-            f"'{keyword}' with value"
-        ):
-            exc.msg = (
-                f"'{keyword}' outside function: the selection runs as top-level code. "
-                f"Select the whole function (with its def line), or leave out the '{keyword}'"
-            )
-            exc.args = (exc.msg, *exc.args[1:])
-            return
+# What the compiler says about each keyword outside any function, and the nodes it means.
+_OUTSIDE_FUNCTION = {
+    "'return' outside function": ("return", (ast.Return,)),
+    "'yield' outside function": ("yield", (ast.Yield, ast.YieldFrom)),
+    "'await' outside function": ("await", (ast.Await,)),
+}
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+
+
+def _at_top_level(statements: list[Any], kinds: tuple[type, ...], line: int | None) -> bool:
+    """Whether a `kinds` node on `line` stands in the selection's own top-level code: not
+    in a def, lambda or class the selection holds (those errors are real in the file too)."""
+    pending = list(statements)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, _SCOPES):
+            continue
+        if isinstance(node, kinds) and (line is None or getattr(node, "lineno", None) == line):
+            return True
+        pending.extend(ast.iter_child_nodes(node))
+    return False
+
+
+def _explain_outside_function(exc: SyntaxError, statements: list[Any]) -> None:
+    """A `return`/`yield`/`await` at the selection's top level was most likely cut out of
+    its function by the selection: say how to run it. Only then: `'await' outside async
+    function` or `'return' with value in async generator` keep Python's message."""
+    found = _OUTSIDE_FUNCTION.get(exc.msg) if isinstance(exc.msg, str) else None
+    if found is None:
+        return
+    keyword, kinds = found
+    if not _at_top_level(statements, kinds, exc.lineno):
+        return
+    exc.msg = (
+        f"'{keyword}' outside function: the selection runs as top-level code. "
+        f"Select the whole function (with its def line), or leave out the '{keyword}'"
+    )
+    exc.args = (exc.msg, *exc.args[1:])
 
 
 # --- describing an exception in document terms --------------------------------------------
@@ -214,7 +285,12 @@ def clip_frames(frames: list[dict[str, Any]], limit: int = MAX_FRAMES) -> list[d
 def _message(exc: BaseException) -> str:
     """str(exc) and its notes (add_note), one per line; a broken __str__ does not lose the run."""
     try:
-        message = str(exc)
+        if isinstance(exc, SyntaxError) and isinstance(exc.msg, str) and exc.msg:
+            # As Python's traceback shows it: without str()'s "(file, line N)", which the
+            # error's own line and frames already say (a user's compile() or ast.parse()).
+            message = exc.msg
+        else:
+            message = str(exc)
     except Exception as failure:
         message = "<str() failed: " + type(failure).__name__ + ">"
     notes = getattr(exc, "__notes__", None)
@@ -349,7 +425,64 @@ def _new_main_module(path: str) -> dict[str, Any]:
     main.__file__ = path
     main.__builtins__ = builtins  # type: ignore[attr-defined]
     sys.modules["__main__"] = main
+    enter_module_context(main.__dict__, path)
     return main.__dict__
+
+
+def package_context(path: str) -> tuple[str, str, str] | None:
+    """(module name, package, the directory holding the top package) of a file that lies
+    in a package: its folder and those above it hold `__init__.py`, as far up as they go
+    (names that cannot be imported end the walk). None for a file in no package.
+
+    Walking up rather than stopping at the workspace root is what pytest's default import
+    mode does too, and it is right when the workspace is itself a package's folder.
+    Namespace packages (folders without `__init__.py`) are not guessed at."""
+    if not path or not os.path.isabs(path):
+        return None
+    import keyword
+
+    directory = os.path.dirname(path)
+    parts: list[str] = []
+    while os.path.isfile(os.path.join(directory, "__init__.py")):
+        name = os.path.basename(directory)
+        if not name.isidentifier() or keyword.iskeyword(name):
+            break
+        parts.insert(0, name)
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            break
+        directory = parent
+    if not parts:
+        return None
+    package = ".".join(parts)
+    stem = os.path.splitext(os.path.basename(path))[0]
+    module = package if stem == "__init__" else package + "." + stem
+    return module, package, directory
+
+
+def enter_module_context(namespace: dict[str, Any], path: str) -> None:
+    """Make `namespace` (a `__main__`) run `path` as `python -m pkg.sub.mod` would run a
+    file of a package, so its relative imports work: `__name__` stays "__main__",
+    `__package__` and `__spec__` come from where the file lies (runpy sets the same), and
+    the top package's folder goes first on sys.path (`-m` run from there has it as its
+    current directory). A file in no package gets None for both, as `python file.py` does,
+    so a session's run of another file does not keep the previous one's package."""
+    namespace["__file__"] = path
+    context = package_context(path)
+    if context is None:
+        namespace["__package__"] = None
+        namespace["__spec__"] = None
+        namespace["__loader__"] = None
+        return
+    module, package, root = context
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(module, path)
+    namespace["__package__"] = package
+    namespace["__spec__"] = spec
+    namespace["__loader__"] = spec.loader if spec is not None else None
+    if root not in sys.path:
+        sys.path.insert(0, root)
 
 
 def _evaluate(compiled: Compiled, namespace: dict[str, Any]) -> Any:
@@ -413,10 +546,16 @@ def rich_outputs() -> types.ModuleType | None:
     return _DISPLAY[0]
 
 
+# A session's __future__ features (`from __future__ import annotations` run once stays in
+# effect, as in the REPL and IPython), by the id of its namespace: one per worker process.
+_SESSION_FUTURES: dict[int, int] = {}
+
+
 def run_request(request: dict[str, Any], namespace: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run one request in this process; returns the result object (never raises).
 
-    `namespace` is the `__main__` dict to run in (a session's, kept between runs);
+    `namespace` is the `__main__` dict to run in (a session's, kept between runs: it
+    also keeps the session's __future__ features, and `_` the last trailing value);
     by default a fresh `__main__` module is made. The result's `outputs` are the run's rich
     outputs in nbformat's shape (display.py says what and within which limits).
     """
@@ -425,6 +564,7 @@ def run_request(request: dict[str, Any], namespace: dict[str, Any] | None = None
     display = rich_outputs()
     if display is not None:
         display.begin_run()
+    session = namespace is not None
     started = time.perf_counter()
     value: Any = None
     failure: BaseException | None = None
@@ -435,9 +575,13 @@ def run_request(request: dict[str, Any], namespace: dict[str, Any] | None = None
             request.get("first_line", 1),
             request.get("column", 0),
             request.get("document", ""),
+            future_flags=_SESSION_FUTURES.get(id(namespace), 0) if session else 0,
         )
         if namespace is None:
             namespace = _new_main_module(path)
+        else:
+            _SESSION_FUTURES[id(namespace)] = compiled.future_flags
+            enter_module_context(namespace, path)
         value = _evaluate(compiled, namespace)
     except SystemExit as exc:
         failure = exc if exc.code not in (None, 0) else None
@@ -458,6 +602,10 @@ def run_request(request: dict[str, Any], namespace: dict[str, Any] | None = None
             "duration_ms": duration_ms,
             "outputs": outputs,
         }
+    if session and value is not None:
+        # As the REPL's sys.displayhook does: `_` is the last trailing value, kept in
+        # builtins, so a variable `_` the user assigned shadows it and stays theirs.
+        builtins._ = value  # type: ignore[attr-defined]
     shown = _safe_repr(value) if value is not None else None
     return {
         "status": "ok",
