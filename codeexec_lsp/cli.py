@@ -552,9 +552,11 @@ def serve_command(args: argparse.Namespace) -> int:
         print(TCP_WARNING.format(address=shown, user=_current_user()), file=sys.stderr, flush=True)
         server.start_tcp(host, port)
     else:
+        from codeexec_lsp.stdio import serve_stdio
+
         if sys.stdin.isatty():
             print(TTY_HINT, file=sys.stderr, flush=True)
-        server.start_io()
+        serve_stdio(server)
     return 0
 
 

@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import inspect
 import logging
 import uuid
+from collections.abc import AsyncIterator, Callable, Generator
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -19,6 +21,7 @@ from pygls.constants import ATTR_EXECUTE_IN_THREAD
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
+from pygls.protocol.language_server import lsp_method
 from pygls.uris import to_fs_path
 from pygls.workspace import TextDocument
 
@@ -32,6 +35,8 @@ from codeexec_lsp.actions.run import (
     usable_settings,
     workspace_for,
 )
+from codeexec_lsp.actions.variables import SessionPlace, complete, list_variables, session_place
+from codeexec_lsp.actions.variables import hover as variable_hover
 from codeexec_lsp.cache import TextCache, user_cache_dir
 from codeexec_lsp.code_context import DiagnosticInfo, build_context
 from codeexec_lsp.config import Settings, SettingsStore, section_of
@@ -41,9 +46,10 @@ from codeexec_lsp.execution.registry import Executors
 from codeexec_lsp.inflight import Cancelled, InFlightRuns, until_cancelled
 from codeexec_lsp.llm.base import ChatModel, LlmError
 from codeexec_lsp.logs import watch_secret_names
-from codeexec_lsp.positions import from_client
+from codeexec_lsp.positions import from_client, to_client
 from codeexec_lsp.results import RunResult
 from codeexec_lsp.run_history import ExplanationHistory, ExplanationRecord, RunHistory, RunRecord
+from codeexec_lsp.variables import Completion, variables_markdown
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +62,9 @@ RESTART = "codeexec.restart"
 KIND_RESTART = "codeexec.restart"
 SHOW_OUTPUT = "codeexec.showOutput"
 KIND_SHOW_OUTPUT = "codeexec.showOutput"
+VARIABLES = "codeexec.variables"
+# Completion asks the session about `name.` / `name[` / `name["` / `name['`.
+COMPLETION_TRIGGERS = [".", "[", '"', "'"]
 KIND_RUN_FILE = "codeexec.runFile"
 KIND_EXPLAIN = "codeexec.explain"
 KIND_FIX = "quickfix.codeexec.fix"
@@ -81,6 +90,18 @@ def _why_invalid(error: Exception) -> str:
     if isinstance(cause, cattrs.BaseValidationError):
         return "; ".join(cattrs.transform_error(cause))[:500]
     return str(error) or type(error).__name__
+
+
+@functools.cache
+def _takes_raw_arguments(handler: Callable[..., Any]) -> bool:
+    """Whether a command handler is `(ls, *args)` (pygls binds `ls` with a partial)."""
+    function = getattr(handler, "func", handler)
+    parameters = list(inspect.signature(function).parameters.values())
+    return (
+        len(parameters) == 2
+        and parameters[0].name == "ls"
+        and parameters[1].kind is inspect.Parameter.VAR_POSITIONAL
+    )
 
 
 class CodeexecProtocol(LanguageServerProtocol):
@@ -125,6 +146,29 @@ class CodeexecProtocol(LanguageServerProtocol):
         if future is not None and not getattr(handler, ATTR_EXECUTE_IN_THREAD, False):
             future.add_done_callback(functools.partial(self._forget, msg_id))
 
+    @lsp_method(lsp.WORKSPACE_EXECUTE_COMMAND)
+    def lsp_workspace__execute_command(
+        self, params: lsp.ExecuteCommandParams
+    ) -> Generator[Any, Any, Any]:
+        """Our commands take `(ls, *args)`: hand them the arguments as sent. pygls would
+        call `typing.get_type_hints` and `inspect.signature` on the handler for every call
+        (a sizeable part of a fast run's round trip) only to pass them on unchanged."""
+        handler = self.fm.commands.get(params.command)
+        if handler is None or not _takes_raw_arguments(handler):
+            return (yield from super().lsp_workspace__execute_command(params))
+        return (yield handler, tuple(params.arguments or ()), None)
+
+    def _send_response(
+        self, msg_id: Any, result: Any | None = None, error: Any | None = None
+    ) -> None:
+        # Our commands answer plain JSON dicts: send them as they are, instead of wrapping
+        # them in an lsprotocol response that cattrs then unstructures key by key.
+        if error is None and isinstance(result, dict):
+            self._result_types.pop(msg_id, None)
+            self._send_data({"jsonrpc": "2.0", "id": msg_id, "result": result})
+            return
+        super()._send_response(msg_id, result, error)
+
     def _forget(self, msg_id: Any, future: Any) -> None:
         # Later, not now: a concurrent Future runs this as soon as it is cancelled, and
         # pygls' shutdown cancels futures while it iterates over this very dict.
@@ -151,6 +195,8 @@ class CodeexecServer(LanguageServer):
         self.pending_fixes: dict[str, tuple[int | None, FixOutcome]] = {}
         self.client_name: str | None = None
         self._warned: set[str] = set()
+        # What the client was last told per document: (diagnostics, inlay hints).
+        self.published: dict[str, tuple[list[lsp.Diagnostic], list[lsp.InlayHint]]] = {}
 
     def report_server_error(self, error: Exception, source: Any) -> None:
         # pygls' read loop calls this directly: an exception escaping it would end the server.
@@ -262,21 +308,33 @@ class CodeexecServer(LanguageServer):
         return [folder for folder in [*folders, self.workspace.root_path] if folder]
 
     def publish(self, uri: str) -> None:
+        """Tell the client about `uri`'s run results, only what changed since last time: an
+        unchanged publishDiagnostics is a message (and a redraw) for nothing, and an inlay
+        hint refresh makes the client ask for every visible document's hints again."""
         document = self.workspace.get_text_document(uri)
+        records = self.history.records(uri)
         found = present.diagnostics(
             uri,
-            self.history.records(uri),
+            records,
             document.lines,
             self.encoding,
             related_information=bool(
                 self.supports("text_document.publish_diagnostics.related_information")
             ),
         )
-        self.text_document_publish_diagnostics(
-            lsp.PublishDiagnosticsParams(uri=uri, diagnostics=found, version=document.version)
-        )
-        if self.supports("workspace.inlay_hint.refresh_support"):
+        hints = present.inlay_hints(records, document.lines, self.encoding, 0, UINTEGER_MAX)
+        shown_diagnostics, shown_hints = self.published.get(uri, ([], []))
+        self.published[uri] = (found, hints)
+        if found != shown_diagnostics:
+            self.text_document_publish_diagnostics(
+                lsp.PublishDiagnosticsParams(uri=uri, diagnostics=found, version=document.version)
+            )
+        if hints != shown_hints and self.supports("workspace.inlay_hint.refresh_support"):
             self.workspace_inlay_hint_refresh(None)
+
+    def forget_published(self, uri: str) -> None:
+        """`uri` was closed: the client dropped what we showed for it."""
+        self.published.pop(uri, None)
 
     # --- running ------------------------------------------------------------------------
 
@@ -322,7 +380,7 @@ class CodeexecServer(LanguageServer):
         cancel = self.in_flight.start(key)
         self.live_runs[key] = (label, live)
         try:
-            async with self.work_progress(f"Running {label}", cancel) as report:
+            async with self.work_progress(f"Running {label}", cancel, live) as report:
                 report(f"{request.python}")
                 executor = self.executors.for_settings(self.settings)
                 result = await run_snippet(executor, request, cancel)
@@ -453,9 +511,21 @@ class CodeexecServer(LanguageServer):
         except Exception as exc:  # the hover still shows it; say why the document did not open
             log.warning("could not show the explanation document: %s", exc)
 
-    def output_record(self, uri: str, range_: lsp.Range | None) -> RunRecord:
-        """The run Show output is about: the last one overlapping `range_`, else the
-        document's last run; a clear refusal when there is none."""
+    def output_record(
+        self, uri: str, range_: lsp.Range | None
+    ) -> RunRecord | tuple[int, int, str, LiveOutput]:
+        """The run Show output is about: a run still going on those lines (then its first and
+        last line, label and what it has shown so far), else the last finished run
+        overlapping `range_`, else (no range) the document's latest run, going or not; a
+        clear refusal when there is none."""
+        going = [
+            (first, last, label, live)
+            for (live_uri, first, last), (label, live) in list(self.live_runs.items())
+            if live_uri == uri
+            and (range_ is None or (first <= range_.end.line and range_.start.line <= last))
+        ]
+        if going:
+            return going[-1]  # the latest started
         if range_ is not None:
             record = self.history.overlapping(uri, range_.start.line, range_.end.line)
         else:
@@ -464,18 +534,37 @@ class CodeexecServer(LanguageServer):
         if record is not None:
             return record
         raise JsonRpcException(
-            "codeexec Show output: no finished run here. Run these lines (a run still going "
-            "can be shown once it ends), then Show output.",
+            "codeexec Show output: no finished run here, and none going. Run these lines, "
+            "then Show output (while they run it shows the output so far).",
             code=REQUEST_FAILED,
         )
 
     async def show_output(self, uri: str, range_: lsp.Range | None) -> dict[str, Any]:
-        """Write the whole result of a run as one HTML page and open it in the browser."""
-        record = self.output_record(uri, range_)
-        stem = record.path.rsplit("/", 1)[-1].removesuffix(".py") or "output"
+        """Write the whole result of a run (or, while it goes, its output so far) as one
+        HTML page and open it in the browser."""
+        found = self.output_record(uri, range_)
+        if isinstance(found, RunRecord):
+            first, last, label, path = found.first_line, found.last_line, found.label, found.path
+        else:
+            first, last, label, live = found
+            path = to_fs_path(uri) or unquote(uri)
+        stem = path.replace("\\", "/").rsplit("/", 1)[-1].removesuffix(".py") or "output"
+        title = f"{stem}.py, {label}"
+        if isinstance(found, RunRecord):
+            page = present_outputs.output_page(found.result, title)
+        else:
+            page = present_outputs.live_output_page(
+                title,
+                live.elapsed(),
+                live.stdout,
+                live.stderr,
+                live.outputs,
+                live.waiting_for,
+                (live.omitted("stdout"), live.omitted("stderr")),
+            )
         folder = user_cache_dir() / "outputs"
-        target = folder / f"{stem}-lines-{record.first_line + 1}-{record.last_line + 1}.html"
-        page = present_outputs.output_page(record.result, f"{stem}.py, {record.label}")
+        # One file per lines: opening it again after the run ends shows the whole result.
+        target = folder / f"{stem}-lines-{first + 1}-{last + 1}.html"
         try:
             folder.mkdir(parents=True, exist_ok=True)
             target.write_text(page, encoding="utf-8")
@@ -612,37 +701,110 @@ class CodeexecServer(LanguageServer):
         return True, ""
 
     @contextlib.asynccontextmanager
-    async def work_progress(self, title: str, cancel: asyncio.Event) -> Any:
-        """Cancellable work-done progress, when the client supports it."""
+    async def work_progress(
+        self, title: str, cancel: asyncio.Event, live: LiveOutput | None = None
+    ) -> AsyncIterator[Callable[[str], None]]:
+        """Cancellable work-done progress for work still going after PROGRESS_DELAY_S.
+
+        Work that ends sooner sends nothing at all: `window/workDoneProgress/create` is a
+        request the client must answer before `begin` may go out, so eager progress costs a
+        fast run three messages and a round trip for a spinner nobody sees. Reports made
+        before then are kept and the latest becomes `begin`'s message; `end` goes out only
+        after `begin`. With `live` (a run's output so far) it reports at least once a
+        second: the seconds elapsed and the run's last output line, or what it waits for.
+        """
         if not self.supports("window.work_done_progress"):
             yield lambda message: None
             return
+        progress = _LazyProgress(self, title, cancel, live)
+        shown = asyncio.create_task(progress.show())
+        try:
+            yield progress.report
+        finally:
+            # Cancelled before it ran its next step, so nothing more is sent after `end`.
+            shown.cancel()
+            progress.end()
+
+
+PROGRESS_DELAY_S = 0.15  # a run shorter than this shows no progress at all
+PROGRESS_EVERY_S = 1.0  # a long run reports at least this often
+PROGRESS_LINE_CHARS = 200  # the part of a run's last output line a report shows
+
+
+class _LazyProgress:
+    """One work-done progress that the editor hears of only once the work has lasted
+    PROGRESS_DELAY_S (see CodeexecServer.work_progress)."""
+
+    def __init__(
+        self, server: CodeexecServer, title: str, cancel: asyncio.Event, live: LiveOutput | None
+    ) -> None:
+        self.server, self.title, self.cancel, self.live = server, title, cancel, live
+        self.token: str | None = None
+        self.begun = self.ended = False
+        self.pending: str | None = None  # the latest report made before `begin`
+
+    def report(self, message: str) -> None:
+        if self.ended:
+            return
+        if not self.begun or self.token is None:
+            self.pending = message
+            return
+        progress = self.server.work_done_progress
+        progress.report(self.token, lsp.WorkDoneProgressReport(message=message))
+
+    def live_message(self) -> str | None:
+        """`12 s · epoch 3/10 loss 0.41`, or `3 s · waiting for the run at lines 10–20`."""
+        live = self.live
+        if live is None:
+            return self.pending
+        seconds = f"{int(live.elapsed())} s"
+        if live.waiting_for:
+            return f"{seconds} · waiting for {live.waiting_for}"
+        detail = live.last_line()[-PROGRESS_LINE_CHARS:] or self.pending
+        return f"{seconds} · {detail}" if detail else seconds
+
+    async def show(self) -> None:
+        await asyncio.sleep(PROGRESS_DELAY_S)
+        progress = self.server.work_done_progress
         token = f"codeexec-{uuid.uuid4()}"
         try:
-            await self.work_done_progress.create_async(token)
-        except Exception as exc:
+            await progress.create_async(token)
+        except asyncio.CancelledError:
+            progress.tokens.pop(token, None)
+            raise
+        except Exception as exc:  # a client refusing progress still gets its result
             log.info("window/workDoneProgress/create refused: %s", exc)
-            yield lambda message: None
             return
+        self.token = token
         loop = asyncio.get_running_loop()
-        future = self.work_done_progress.tokens.get(token)
-        if future is not None:
-            future.add_done_callback(
+        cancelled = progress.tokens.get(token)
+        if cancelled is not None:
+            cancel = self.cancel
+            cancelled.add_done_callback(
                 lambda done: loop.call_soon_threadsafe(cancel.set) if done.cancelled() else None
             )
-        self.work_done_progress.begin(
-            token, lsp.WorkDoneProgressBegin(title=title, cancellable=True)
+        progress.begin(
+            token,
+            lsp.WorkDoneProgressBegin(
+                title=self.title, cancellable=True, message=self.live_message()
+            ),
         )
+        self.begun = True
+        if self.live is None:
+            return
+        while True:
+            await asyncio.sleep(PROGRESS_EVERY_S)
+            message = self.live_message()
+            if message:
+                self.report(message)
 
-        def report(message: str) -> None:
-            self.work_done_progress.report(token, lsp.WorkDoneProgressReport(message=message))
-
-        try:
-            yield report
-        finally:
-            message = "cancelled" if cancel.is_set() else "done"
-            self.work_done_progress.end(token, lsp.WorkDoneProgressEnd(message=message))
-            self.work_done_progress.tokens.pop(token, None)
+    def end(self) -> None:
+        if self.begun and not self.ended and self.token is not None:
+            message = "cancelled" if self.cancel.is_set() else "done"
+            progress = self.server.work_done_progress
+            progress.end(self.token, lsp.WorkDoneProgressEnd(message=message))
+            progress.tokens.pop(self.token, None)
+        self.ended = True
 
 
 server = CodeexecServer()
@@ -742,6 +904,7 @@ def did_close(ls: CodeexecServer, params: lsp.DidCloseTextDocumentParams) -> Non
     ls.in_flight.cancel_where(lambda key: uri in key)
     ls.explanations.forget(uri)
     ls.pending_fixes.pop(uri, None)
+    ls.forget_published(uri)
     if ls.history.forget(uri):
         ls.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
 
@@ -825,7 +988,10 @@ def _kind_matches(kind: str | None, wanted: str) -> bool:
 
 
 @server.feature(lsp.TEXT_DOCUMENT_HOVER)
-def hover(ls: CodeexecServer, params: lsp.HoverParams) -> lsp.Hover | None:
+async def hover(ls: CodeexecServer, params: lsp.HoverParams) -> lsp.Hover | None:
+    """On a run line (or an explained one): that run's result (and the explanation), as
+    before. Anywhere else in a Python document: the live value of the name under the cursor
+    in the folder's session; nothing when the session does not hold it."""
     uri, line = params.text_document.uri, params.position.line
     parts = []
     if (record := ls.history.at_line(uri, line)) is not None:
@@ -836,10 +1002,103 @@ def hover(ls: CodeexecServer, params: lsp.HoverParams) -> lsp.Hover | None:
             )
     if (explanation := ls.explanations.at_line(uri, line)) is not None:
         parts.append(present.explanation_markdown(explanation.markdown))
-    if not parts:
+    if parts:
+        value = "\n\n---\n\n".join(parts)
+        return lsp.Hover(contents=lsp.MarkupContent(kind=lsp.MarkupKind.Markdown, value=value))
+    return await _variable_hover(ls, params)
+
+
+def _python_line(ls: CodeexecServer, uri: str, line: int) -> tuple[TextDocument, str] | None:
+    """The document and the text of `line` (no line break), for Python documents only."""
+    try:
+        document = ls.document(uri)
+    except JsonRpcInvalidParams:
         return None
-    value = "\n\n---\n\n".join(parts)
-    return lsp.Hover(contents=lsp.MarkupContent(kind=lsp.MarkupKind.Markdown, value=value))
+    lines = document.lines
+    if not _is_python(document) or not 0 <= line < len(lines):
+        return None
+    return document, lines[line].rstrip("\r\n")
+
+
+def _session_place(ls: CodeexecServer, document: TextDocument | None) -> SessionPlace | None:
+    folders = ls.workspace_folders()
+    if document is not None:
+        path = ls.document_path(document)
+    elif folders:
+        path = str(Path(folders[0]) / "__variables__.py")
+    else:
+        path = str(Path.cwd() / "__variables__.py")
+    return session_place(path, ls.settings, folders)
+
+
+async def _variable_hover(ls: CodeexecServer, params: lsp.HoverParams) -> lsp.Hover | None:
+    found = _python_line(ls, params.text_document.uri, params.position.line)
+    if found is None:
+        return None
+    document, text = found
+    column = from_client(text, params.position.character, ls.encoding)
+    answer = await variable_hover(ls.executors.session, _session_place(ls, document), text, column)
+    if answer is None:
+        return None
+    line = params.position.line
+    span = lsp.Range(
+        start=lsp.Position(line=line, character=to_client(text, answer.start, ls.encoding)),
+        end=lsp.Position(line=line, character=to_client(text, answer.end, ls.encoding)),
+    )
+    contents = lsp.MarkupContent(kind=lsp.MarkupKind.Markdown, value=answer.markdown)
+    return lsp.Hover(contents=contents, range=span)
+
+
+_COMPLETION_KINDS = {
+    "method": lsp.CompletionItemKind.Method,
+    "property": lsp.CompletionItemKind.Property,
+    "field": lsp.CompletionItemKind.Field,
+    "module": lsp.CompletionItemKind.Module,
+    "class": lsp.CompletionItemKind.Class,
+    "key": lsp.CompletionItemKind.Value,
+}
+
+
+def _completion_item(
+    item: Completion, replaced: lsp.Range, label_details: bool
+) -> lsp.CompletionItem:
+    """`detail` always says the item comes from the session; `labelDetails` too, for
+    clients that announced they show it."""
+    return lsp.CompletionItem(
+        label=item.label,
+        kind=_COMPLETION_KINDS[item.kind],
+        detail=item.detail,
+        label_details=lsp.CompletionItemLabelDetails(description="session")
+        if label_details
+        else None,
+        filter_text=item.insert,
+        text_edit=lsp.TextEdit(range=replaced, new_text=item.insert),
+    )
+
+
+@server.feature(
+    lsp.TEXT_DOCUMENT_COMPLETION,
+    lsp.CompletionOptions(trigger_characters=COMPLETION_TRIGGERS, resolve_provider=False),
+)
+async def completion(ls: CodeexecServer, params: lsp.CompletionParams) -> lsp.CompletionList:
+    """The live object's attributes after `name.`, its keys after `name[`/`name["`. A
+    complete list (isIncomplete false), empty when the session has nothing to add, so
+    other servers' items are never pushed aside or re-asked for on every key."""
+    found = _python_line(ls, params.text_document.uri, params.position.line)
+    if found is None:
+        return lsp.CompletionList(is_incomplete=False, items=[])
+    document, text = found
+    column = from_client(text, params.position.character, ls.encoding)
+    place = _session_place(ls, document)
+    answer = await complete(ls.executors.session, place, text[:column])
+    start = to_client(text, column - answer.replaces, ls.encoding)
+    replaced = lsp.Range(
+        start=lsp.Position(line=params.position.line, character=start),
+        end=params.position,
+    )
+    details = ls.supports("text_document.completion.completion_item.label_details_support")
+    items = [_completion_item(item, replaced, details) for item in answer.items]
+    return lsp.CompletionList(is_incomplete=False, items=items)
 
 
 @server.feature(lsp.TEXT_DOCUMENT_INLAY_HINT)
@@ -880,6 +1139,42 @@ def _parse_diagnostic(value: Any) -> DiagnosticInfo | None:
 async def show_output_command(ls: CodeexecServer, *args: Any) -> dict[str, Any]:
     uri, range_ = _parse_target(args, SHOW_OUTPUT)
     return await ls.show_output(uri, range_)
+
+
+@server.command(VARIABLES)
+async def variables_command(ls: CodeexecServer, *args: Any) -> dict[str, Any]:
+    if len(args) > 1 or (args and not isinstance(args[0], str)):
+        raise JsonRpcInvalidParams(f"{VARIABLES} takes [uri?]")
+    document = ls.document(args[0]) if args else None
+    place = _session_place(ls, document)
+    answer = await list_variables(ls.executors.session, place, ls.settings.executor)
+    where = Path(place.cwd).name if place is not None else "no session"
+    result = answer.to_json()
+    markdown = variables_markdown(where, answer.variables, answer.note)
+    shown = await _show_variables(ls, where, markdown)
+    if shown is not None:
+        result["uri"] = shown
+    return result
+
+
+async def _show_variables(ls: CodeexecServer, where: str, markdown: str) -> str | None:
+    """Open the list as a Markdown document, as Explain does; its URI, or None when the
+    client cannot show documents or the file could not be written (the command's result
+    still carries the list)."""
+    if not ls.supports("window.show_document.support"):
+        return None
+    folder = user_cache_dir() / "variables"
+    target = folder / f"{where or 'session'}-variables.md"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        target.write_text(markdown, encoding="utf-8")
+        await ls.window_show_document_async(
+            lsp.ShowDocumentParams(uri=target.as_uri(), take_focus=True)
+        )
+    except Exception as exc:
+        log.warning("could not show the variables document: %s", exc)
+        return None
+    return target.as_uri()
 
 
 @server.command(RESTART)
