@@ -19,6 +19,8 @@ which user code sees as closed, like in runner.py).
   ``{"ready": true, "pid", "limits_applied", "sandbox"}`` once the limits
   are in place; per run ``{"started": id}`` once an interrupt would reach the user's code, then
   one runner-style result (plus ``id``).
+- Between runs, ``{"op": "inspect", "id", "what", "path", "budget_s"}`` asks what a
+  variable holds (inspector.py); the answer is one ``{"inspected": id, ...}`` line.
 
 The user's stdout/stderr stay the process's own fds 1 and 2 for its whole life, so output
 from C code and subprocesses is captured too. After each run the worker writes the run's
@@ -211,6 +213,20 @@ class Worker:
         outcome["limits_applied"] = dict(self.limits_applied, **cpu_applied)
         self.send(outcome)
 
+    def inspect(self, request: dict[str, Any]) -> None:
+        """Between runs: what the session's variables hold, for hover, completion and the
+        variables list (inspector.py bounds the time and size; its answer carries
+        ``"inspected"``, never a run's ``id``, so it cannot pass for a run result)."""
+        try:
+            # Loaded once, on first use: sessions nobody inspects never pay for it.
+            inspector = sys.modules.get("_codeexec_inspector") or self.runner.load_sibling(
+                "inspector"
+            )
+            answer = inspector.inspect_request(request, self.namespace)
+        except Exception as exc:  # the session must outlive a failed look
+            answer = {"inspected": request.get("id"), "error": f"{type(exc).__name__}: {exc}"}
+        self.send(answer)
+
 
 def _reap_children() -> None:
     while True:
@@ -246,6 +262,8 @@ def main(argv: list[str] | None = None) -> None:
             worker.start(request)
         elif request.get("op") == "run":
             worker.run(request)
+        elif request.get("op") == "inspect":
+            worker.inspect(request)
         elif request.get("op") == "reap":
             # Only now: reaping in ordinary times would steal exit statuses that user
             # code still means to wait() for.

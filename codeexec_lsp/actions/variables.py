@@ -1,0 +1,171 @@
+"""Live variables: hover on a name, the variables list, completion of attributes and keys.
+
+The use cases behind `textDocument/hover` (on names outside run lines),
+`textDocument/completion` and `codeexec.variables`, with no LSP types in or out. They ask
+the session of the document's folder (`Inspects`, which SessionExecutor provides) and turn
+its plain answers into plain results (variables.py formats them).
+
+Why so: the session never starts for a hover (only a session that ran code holds
+anything), never queues behind a run ("busy" at once), and every question has two
+bounds: the worker's own budget (a per-object alarm, inspector.py) and a longer timeout
+here, so a `__repr__` stuck in C code still leaves the editor an answer. Completion has
+the tightest bounds: it is asked on every `.` and must never be what the user waits for.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from codeexec_lsp import snippet
+from codeexec_lsp.actions.run import build_request, workspace_for
+from codeexec_lsp.config import Settings
+from codeexec_lsp.execution.session import InspectAnswer
+from codeexec_lsp.variables import (
+    Completion,
+    Variable,
+    attribute_completions,
+    busy_markdown,
+    completion_context,
+    hover_markdown,
+    key_completions,
+    name_at,
+    no_answer_markdown,
+    variables_from,
+)
+
+# (worker budget, server timeout) in seconds, per use.
+HOVER_BOUNDS = (0.6, 1.2)
+LIST_BOUNDS = (2.0, 3.0)
+COMPLETION_BOUNDS = (0.3, 0.6)
+BUILTIN_NAMES = frozenset(dir(builtins))
+
+
+class Inspects(Protocol):
+    async def inspect(
+        self, cwd: str, profile: str, message: dict[str, Any], timeout: float
+    ) -> InspectAnswer: ...
+
+
+@dataclass(frozen=True)
+class SessionPlace:
+    """Which session a document's variables live in: the key SessionExecutor uses."""
+
+    cwd: str
+    profile: str
+
+
+def session_place(path: str, settings: Settings, folders: Sequence[str]) -> SessionPlace | None:
+    """The session a run of `path` would use now; None unless the executor is "session"
+    (a stale session of an earlier executor setting is not what the user runs in)."""
+    if settings.executor != "session":
+        return None
+    probe = snippet.for_lines("pass\n", path, 0, 0)
+    request = build_request(probe, settings, workspace_for(path, folders))
+    return SessionPlace(request.cwd, request.sandbox)
+
+
+async def _ask(
+    inspector: Inspects,
+    place: SessionPlace,
+    what: str,
+    path: Sequence[str],
+    bounds: tuple[float, float],
+) -> InspectAnswer:
+    budget, timeout = bounds
+    message = {"what": what, "path": list(path), "budget_s": budget}
+    return await inspector.inspect(place.cwd, place.profile, message, timeout)
+
+
+@dataclass(frozen=True)
+class HoverAnswer:
+    """Hover Markdown for the identifier at code-point columns start..end."""
+
+    markdown: str
+    start: int
+    end: int
+
+
+async def hover(
+    inspector: Inspects, place: SessionPlace | None, line: str, column: int
+) -> HoverAnswer | None:
+    """The live value of the name at `column`; None when the session does not hold it."""
+    found = name_at(line, column)
+    if place is None or found is None:
+        return None
+    answer = await _ask(inspector, place, "value", found.path, HOVER_BOUNDS)
+    if answer.status == "busy":
+        if len(found.path) == 1 and found.path[0] in BUILTIN_NAMES:
+            return None  # `print` while busy: most likely not a variable at all
+        return HoverAnswer(busy_markdown(found.dotted), found.start, found.end)
+    if answer.status == "timeout":
+        markdown = no_answer_markdown(found.dotted, HOVER_BOUNDS[1])
+        return HoverAnswer(markdown, found.start, found.end)
+    variables = variables_from(answer.answer) if answer.status == "ok" else []
+    if not variables:
+        return None  # not held by the session (or an attribute that raised): say nothing
+    return HoverAnswer(hover_markdown(variables[0]), found.start, found.end)
+
+
+@dataclass(frozen=True)
+class VariablesAnswer:
+    """The session's variables, and a note when they could not all be listed."""
+
+    variables: list[Variable] = field(default_factory=list)
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"variables": [v.to_json() for v in self.variables]}
+        if self.note:
+            data["message"] = self.note
+        return data
+
+
+async def list_variables(
+    inspector: Inspects, place: SessionPlace | None, executor: str
+) -> VariablesAnswer:
+    if place is None:
+        return VariablesAnswer(
+            note=f"Variables live in a session: the executor is {executor!r}. Set "
+            'codeexec.executor to "session" and run some code to see them.'
+        )
+    answer = await _ask(inspector, place, "variables", (), LIST_BOUNDS)
+    if answer.status == "none":
+        return VariablesAnswer(note="No session is running here yet: run some code first.")
+    if answer.status == "busy":
+        return VariablesAnswer(note="(session busy) The session is running code; ask again.")
+    if answer.status == "timeout":
+        return VariablesAnswer(
+            note=f"(could not list: the session did not answer within {LIST_BOUNDS[1]:g} s)"
+        )
+    error = answer.answer.get("error")
+    note = f"(could not list them all: {error})" if isinstance(error, str) else ""
+    return VariablesAnswer(variables_from(answer.answer), note)
+
+
+@dataclass(frozen=True)
+class CompletionAnswer:
+    """Items and how much of the line before the cursor they replace (code points)."""
+
+    items: list[Completion]
+    replaces: int = 0
+
+
+async def complete(
+    inspector: Inspects, place: SessionPlace | None, before_cursor: str
+) -> CompletionAnswer:
+    """Attributes after `name.`, keys after `name[` / `name["`; nothing when the session is
+    busy, slow, or does not hold the name (other servers' items then stand alone)."""
+    context = completion_context(before_cursor)
+    if place is None or context is None:
+        return CompletionAnswer([])
+    answer = await _ask(inspector, place, context.what, context.path, COMPLETION_BOUNDS)
+    if answer.status != "ok":
+        return CompletionAnswer([])
+    if context.what == "attributes":
+        items = attribute_completions(answer.answer.get("attributes") or [], context.prefix)
+    else:
+        items = key_completions(answer.answer.get("keys") or [], context.prefix, context.quote)
+    return CompletionAnswer(items, len(context.prefix))
