@@ -328,7 +328,8 @@ def _output_html(output: dict[str, Any], summary: OutputSummary) -> str:
 
 
 def output_page(result: RunResult, title: str, running: bool = False) -> str:
-    """The whole of a run as one HTML page: what it printed, its error, every output."""
+    """The whole of a run as one HTML page: what it printed, its error, every output.
+    (A run still going has its own page: live_output_page.)"""
     status = "still running (output so far)" if running else result.status
     body = [
         f"<h1>{html.escape(title)}</h1>",
@@ -337,10 +338,7 @@ def output_page(result: RunResult, title: str, running: bool = False) -> str:
     ]
     if result.message:
         body.append(f"<p>{html.escape(result.message)}</p>")
-    if result.stdout:
-        body += ["<h2>Output</h2>", _pre(result.stdout)]
-    if result.stderr:
-        body += ["<h2>stderr</h2>", _pre(result.stderr, "stderr")]
+    body += _streams_html(result.stdout, result.stderr)
     if result.value is not None:
         body += ["<h2>Value</h2>", _pre(result.value)]
     if result.error is not None:
@@ -348,19 +346,72 @@ def output_page(result: RunResult, title: str, running: bool = False) -> str:
         body += [f"<h2>Exception{html.escape(where)}</h2>", _pre(result.error.headline, "error")]
         if result.error.traceback:
             body.append(_pre(result.error.traceback, "error"))
-    for number, (output, summary) in enumerate(
-        zip(result.outputs, summarize(result.outputs), strict=True), start=1
-    ):
+    body += _outputs_html(result.outputs)
+    if result.truncated:
+        body.append('<p class="note">Output truncated to its head and tail (maxOutputBytes).</p>')
+    if not (result.stdout or result.stderr or result.value or result.error or result.outputs):
+        body.append('<p class="note">No output.</p>')
+    return _page(title, body)
+
+
+def live_output_page(
+    title: str,
+    elapsed_s: float,
+    stdout: str,
+    stderr: str,
+    outputs: Sequence[dict[str, Any]] = (),
+    waiting_for: str | None = None,
+    omitted: tuple[int, int] = (0, 0),
+) -> str:
+    """A run still going, as far as it got: its output so far (the tail a LiveOutput
+    keeps: `omitted` counts the stdout and stderr characters before it) and rich outputs
+    so far, marked as running, or as queued while it waits for `waiting_for`. Show output
+    again once it ends gives the whole result."""
+    seconds = f"{elapsed_s:.0f} s"
+    if waiting_for:
+        status = f"queued for {seconds}, waiting for {waiting_for} — nothing run yet"
+    else:
+        status = f"running for {seconds} — output so far"
+    body = [
+        f"<h1>{html.escape(title)}</h1>",
+        f'<p class="note">{html.escape(status)}. Show output again once it ends for the '
+        "whole result.</p>",
+    ]
+    for name, count in zip(("Output", "stderr"), omitted, strict=True):
+        if count:
+            body.append(
+                f'<p class="note">{name}: the first {count:,} characters are not shown here '
+                "(only the latest are kept while it runs).</p>"
+            )
+    body += _streams_html(stdout, stderr)
+    body += _outputs_html(outputs)
+    if not (stdout or stderr or outputs or waiting_for):
+        body.append('<p class="note">No output yet.</p>')
+    return _page(title, body)
+
+
+def _streams_html(stdout: str, stderr: str) -> list[str]:
+    body = []
+    if stdout:
+        body += ["<h2>Output</h2>", _pre(stdout)]
+    if stderr:
+        body += ["<h2>stderr</h2>", _pre(stderr, "stderr")]
+    return body
+
+
+def _outputs_html(outputs: Sequence[dict[str, Any]]) -> list[str]:
+    body = []
+    for number, (output, summary) in enumerate(zip(outputs, summarize(outputs), strict=True), 1):
         kind = str(output.get("output_type", "output")).replace("_", " ")
         heading = f"{number}. {summary.line.split(' — ')[0]} ({kind})"
         body += [
             f"<h2>{html.escape(heading)}</h2>",
             f'<div class="output">{_output_html(output, summary)}</div>',
         ]
-    if result.truncated:
-        body.append('<p class="note">Output truncated to its head and tail (maxOutputBytes).</p>')
-    if not (result.stdout or result.stderr or result.value or result.error or result.outputs):
-        body.append('<p class="note">No output.</p>')
+    return body
+
+
+def _page(title: str, body: list[str]) -> str:
     return (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8">\n'
         f'<meta http-equiv="Content-Security-Policy" content="{PAGE_CSP}">\n'
