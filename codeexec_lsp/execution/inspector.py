@@ -169,7 +169,7 @@ def _describe(value: Any) -> tuple[str, str | None]:
     if kind == "class":
         return "class " + str(getattr(value, "__qualname__", "?")) + _signature(value), None
     if kind == "function":
-        return str(getattr(value, "__qualname__", "?")) + _signature(value), None
+        return str(getattr(value, "__name__", "?")) + _signature(value), None
     if _is_dataframe(value):
         rows, columns = value.shape
         preview = value.head(5).to_string(max_cols=8, max_colwidth=24)
