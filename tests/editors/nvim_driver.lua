@@ -369,6 +369,46 @@ function scenarios.commands_and_keymaps()
   observed.file_diagnostics = codeexec_diagnostics()
 end
 
+--- Poll hover on `row` until the finished run answers it (hover is null while it runs).
+local function hover_when_run(client, row)
+  local deadline = vim.uv.hrtime() + WAIT_MS * 1e6
+  while true do
+    local ok, text = pcall(hover, client, row)
+    if ok and text then
+      return text
+    end
+    if vim.uv.hrtime() > deadline then
+      error('timed out waiting for the hover of the run: ' .. tostring(text), 0)
+    end
+    vim.wait(50)
+  end
+end
+
+-- A plot: "Run selection", hover names the figure, then the "Show output" code action opens
+-- the page through Neovim's own window/showDocument handler, which hands an external
+-- document to vim.ui.open (recorded here instead of starting a browser).
+function scenarios.plot_show_output()
+  local client = wait_attached()
+  local opened = {}
+  vim.ui.open = function(uri)
+    table.insert(opened, uri)
+    return {
+      wait = function()
+        return { code = 0, stdout = '', stderr = '' }
+      end,
+    }
+  end
+  observed.action_titles = code_action('Run selection', params.first, params.last)
+  observed.hover = hover_when_run(client, params.first - 1)
+  observed.inlay_hints = inlay_hints(client)
+  log('Show output')
+  observed.output_titles = code_action('Show output', params.first, params.last)
+  wait_for('the output page to be opened', function()
+    return #opened > 0
+  end)
+  observed.opened = opened
+end
+
 local function main()
   local scenario = scenarios[params.scenario]
   if not scenario then
