@@ -171,7 +171,8 @@ def _error_json(error: ErrorInfo | None) -> dict[str, Any] | None:
 def response_body(
     result: RunResult, request: ExecuteRequest, settings: ApiSettings
 ) -> dict[str, Any]:
-    """The contract's three fields, plus structured extras that clients may ignore.
+    """The contract's three fields, plus structured extras that clients may ignore
+    (`outputs`: the run's rich outputs, `[]` when there are none).
 
     `error` holds the program's stderr followed by the traceback, as a client that only
     reads the contract fields would want to show it; `stderr` and `error_info` keep them apart.
@@ -210,6 +211,10 @@ def response_body(
         "duration_ms": result.duration_ms,
         "truncated": result.truncated,
         "max_run_time": request.max_run_time,
+        # Rich outputs (plots, HTML tables) in the RunResult shape, so the http executor
+        # shows what session and local runs show. Bounded as every executor bounds them
+        # (display.bounded_outputs, already applied to what the run sent back).
+        "outputs": [dict(output) for output in result.outputs],
     }
 
 

@@ -108,6 +108,26 @@ def _schemas(settings: ApiSettings) -> dict[str, Any]:
                 "duration_ms": {"type": "number"},
                 "truncated": {"type": "boolean"},
                 "max_run_time": {"type": "number"},
+                "outputs": {
+                    "type": "array",
+                    "description": "Rich outputs in the order they appeared (Matplotlib "
+                    "figures, display(), a trailing value's HTML or image forms), in nbformat's "
+                    "shape; binary MIME types are base64 text. Optional for clients",
+                    "items": {"$ref": "#/components/schemas/Output"},
+                },
+            },
+        },
+        "Output": {
+            "type": "object",
+            "required": ["output_type", "data"],
+            "properties": {
+                "output_type": {"type": "string", "enum": ["display_data", "execute_result"]},
+                "data": {
+                    "type": "object",
+                    "description": "One entry per MIME type: text, or base64 for binary types "
+                    "(image/png, image/jpeg); JSON types hold JSON",
+                },
+                "metadata": {"type": "object"},
             },
         },
         "Error": {

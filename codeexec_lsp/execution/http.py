@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from codeexec_lsp.execution.base import RunRequest
+from codeexec_lsp.execution.display import bounded_outputs
 from codeexec_lsp.execution.outcome import relabel
 from codeexec_lsp.execution.runner import (
     MAX_MESSAGE_CHARS,
@@ -584,6 +585,9 @@ class HttpExecutor:
             "stdout": _text(data, "output"),
             "duration_ms": _number(data.get("duration_ms")),
             "truncated": data.get("truncated") is True,
+            # Our server adds the run's rich outputs; other servers do not: none then.
+            # Bounded as a child's are: the answer comes from code that ran elsewhere.
+            "outputs": tuple(bounded_outputs(data.get("outputs"))),
             "extra": {"http_status": http_status},
         }
         if data["status"] == "success":
@@ -632,6 +636,7 @@ class HttpExecutor:
         error: ErrorInfo | None = None,
         duration_ms: float | None = None,
         truncated: bool = False,
+        outputs: tuple[dict[str, Any], ...] = (),
         extra: dict[str, Any] | None = None,
     ) -> RunResult:
         round_trip_ms = (time.perf_counter() - started) * 1000
@@ -643,6 +648,7 @@ class HttpExecutor:
             error=_bounded(error),
             duration_ms=duration_ms if duration_ms is not None else round_trip_ms,
             truncated=truncated,
+            outputs=outputs,
             executor=self.name,
             message=message,
             interpreter=self.endpoint if self.url else "",
