@@ -76,6 +76,11 @@ INTERRUPT_GRACE_S: dict[StopReason, float] = {
     "processes": 0.5,
 }
 LATE_REPORT_S = 0.2  # interrupted, maybe still formatting the traceback
+# The worker block-buffers output (worker.py); while a run goes it is asked this often to
+# flush, so live progress is never further behind, and a run killed after ignoring SIGINT
+# loses at most this long's output (and at most 64 KB).
+FLUSH_INTERVAL_S = 0.5
+FLUSH_SIGNAL = signal.SIGURG
 START_TIMEOUT_S = 30.0
 MARKER_GRACE_S = 1.0  # the result is in; the markers were written before it
 DRAIN_GRACE_S = 1.0  # an escaped grandchild may hold the pipes open forever
@@ -267,6 +272,9 @@ class _Worker:
         self.requests: asyncio.WriteTransport | None = None
         self.killed_for: str | None = None  # why the server killed it on purpose
         self.runs = 0
+        # The text each path's runs last sent: the worker keeps it, so an unchanged document
+        # (a 10,000-line file, run cell after cell) is not sent and decoded again.
+        self.documents: dict[str, str] = {}
         self.exited: asyncio.Future[int] = asyncio.ensure_future(process.wait())
         self.ready: asyncio.Future[bool] | None = None
 
@@ -285,7 +293,6 @@ class _Worker:
         child_ends = (request_read, result_write, out_write, err_write)
         program = [
             config.python,
-            "-u",
             str(WORKER),
             "--request-fd",
             str(request_read),
@@ -351,6 +358,14 @@ class _Worker:
         return self.killed_for is None and not self.exited.done()
 
     # --- talking to the worker ---------------------------------------------------------
+
+    def document_fields(self, path: str, document: str) -> dict[str, Any]:
+        """The run message's document: the text, or that the worker has it already."""
+        sent = self.documents.get(path)
+        if sent is not None and (sent is document or sent == document):
+            return {"document_cached": True}
+        self.documents[path] = document
+        return {"document": document}
 
     def send(self, message: dict[str, Any]) -> None:
         if self.requests is not None and not self.requests.is_closing():
@@ -528,6 +543,14 @@ def _is_ready(worker: _Worker) -> bool:
     return ready is not None and ready.done() and not ready.cancelled() and bool(ready.result())
 
 
+def _has_waiters(lock: asyncio.Lock) -> bool:
+    """Whether a run is about to take `lock`: just after a release the lock reads as free
+    while the next run has been woken but not yet run, and acquiring would queue behind
+    it. asyncio.Lock keeps them in `_waiters` (3.8 to 3.13); without it, assume none."""
+    waiters = getattr(lock, "_waiters", None) or ()
+    return any(not waiter.cancelled() for waiter in waiters)
+
+
 async def _inspect_reply(worker: _Worker, inspection: int) -> dict[str, Any] | None:
     """The worker's answer to inspect request `inspection`; None if the worker is gone."""
     while True:
@@ -619,9 +642,9 @@ class _Session:
         worker = self.worker
         if worker is None or not worker.alive or not _is_ready(worker):
             return InspectAnswer("none")
-        if self.lock.locked():
+        if self.lock.locked() or _has_waiters(self.lock):
             return InspectAnswer("busy")
-        await self.lock.acquire()  # free, so taken at once
+        await self.lock.acquire()  # free and nobody waiting, so taken at once
         self.inspections += 1
         inspection = self.inspections
         worker.send({**message, "op": "inspect", "id": inspection})
@@ -750,7 +773,7 @@ class _Session:
                 "marker": marker,
                 "code": request.snippet.code,
                 "path": request.snippet.path,
-                "document": request.snippet.document,
+                **worker.document_fields(request.snippet.path, request.snippet.document),
                 "first_line": request.snippet.first_line + 1,
                 "column": request.snippet.column,
                 "sys_path": list(request.sys_path),
@@ -805,6 +828,7 @@ class _Session:
         overflow = asyncio.ensure_future(run.overflow.wait())
         cancelled = asyncio.ensure_future(cancel.wait()) if cancel else None
         too_many = worker.guard.watcher(worker.pid)
+        flushing = asyncio.ensure_future(_ask_for_flushes(worker, started))
         watched: set[asyncio.Future[Any]] = {result_task, worker.exited, overflow}
         for optional in (cancelled, too_many):
             if optional is not None:
@@ -835,7 +859,7 @@ class _Session:
             reported = result_task.result() if result_task.done() else None
             return reported, reason
         finally:
-            for task in (overflow, cancelled, result_task, too_many):
+            for task in (overflow, cancelled, result_task, too_many, flushing):
                 if task is not None and not task.done():
                     task.cancel()
 
@@ -927,6 +951,17 @@ class _Session:
                 "sandbox": worker.sandbox_report(),
             },
         )
+
+
+async def _ask_for_flushes(worker: _Worker, started: asyncio.Event) -> None:
+    """While the run's code goes, ask its worker every FLUSH_INTERVAL_S for what it has
+    printed (worker.py flushes on FLUSH_SIGNAL): a line a second shows up within a second."""
+    await started.wait()
+    while worker.alive:
+        await asyncio.sleep(FLUSH_INTERVAL_S)
+        if worker.alive:
+            with contextlib.suppress(OSError):
+                os.kill(worker.pid, FLUSH_SIGNAL)
 
 
 async def _run_messages(worker: _Worker, started: asyncio.Event) -> dict[str, Any] | None:

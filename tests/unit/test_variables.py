@@ -341,3 +341,23 @@ async def test_a_question_given_up_by_the_asker_still_frees_the_session(
             break
         await asyncio.sleep(0.02)
     assert answer.status == "ok" and answer.answer["variables"][0]["name"] == "n"
+
+
+async def test_a_run_about_to_take_the_session_counts_as_busy(
+    executor: SessionExecutor, tmp_path: Path
+) -> None:
+    """Just after a run ends, the lock reads as free while the next queued run is woken
+    but not yet going: a question must not slip in and make that run wait."""
+    place = await run_in(executor, "n = 1\n", tmp_path)
+    lock = executor._sessions[(place.cwd, place.profile)].lock
+    await lock.acquire()
+    next_run = asyncio.ensure_future(lock.acquire())
+    await asyncio.sleep(0)  # queued
+    lock.release()
+    assert not lock.locked()
+    answer = await executor.inspect(place.cwd, place.profile, {"what": "variables"}, 1.0)
+    assert answer.status == "busy"
+    await next_run
+    lock.release()
+    answer = await executor.inspect(place.cwd, place.profile, {"what": "variables"}, 1.0)
+    assert answer.status == "ok"
