@@ -124,6 +124,8 @@ async def test_hover_completion_and_list_after_session_runs(
     shown = [doc.uri for doc in editor.shown_documents if doc.uri.startswith(page.as_uri())]
     assert shown and listed["uri"] == shown[-1]
     assert "| `n` | int | 42 |" in read_page(shown[-1])
+    without_uri = await variables(editor)  # the first workspace folder's session
+    assert without_uri["variables"] == listed["variables"]
 
 
 async def test_a_hanging_repr_is_cut_off_and_the_session_keeps_its_state(

@@ -4,8 +4,10 @@ an inspection the worker's alarm cannot stop."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -361,3 +363,20 @@ async def test_a_run_about_to_take_the_session_counts_as_busy(
     lock.release()
     answer = await executor.inspect(place.cwd, place.profile, {"what": "variables"}, 1.0)
     assert answer.status == "ok"
+
+
+def test_the_inspector_runs_in_any_users_interpreter() -> None:
+    """It runs under the user's Python, as runner.py does: 3.8 syntax, standard library."""
+    source = Path(inspector.__file__).read_text(encoding="utf-8")
+    tree = ast.parse(source, feature_version=(3, 8))
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    } | {
+        (node.module or "").split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.level == 0
+    }
+    assert imported <= sys.stdlib_module_names | {"__future__"}, imported
