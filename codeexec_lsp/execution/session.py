@@ -540,7 +540,9 @@ class InspectAnswer:
 
 def _is_ready(worker: _Worker) -> bool:
     ready = worker.ready
-    return ready is not None and ready.done() and not ready.cancelled() and bool(ready.result())
+    if ready is None or not ready.done() or ready.cancelled() or ready.exception() is not None:
+        return False
+    return bool(ready.result())
 
 
 def _has_waiters(lock: asyncio.Lock) -> bool:

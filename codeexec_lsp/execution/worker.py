@@ -27,11 +27,25 @@ from C code and subprocesses is captured too. After each run the worker writes t
 ``marker`` (a random token from the server) to both pipes, through private duplicates of
 fds 1 and 2 that user code does not redirect, before reporting the result: the server cuts
 each pipe into runs at these markers.
+
+Output is block-buffered, as Python's own is into a pipe (a line per write would cost a
+system call per line, at both ends): ``sys.stdout`` holds up to 64 KB, ``sys.stderr`` up to
+a line. It is flushed at the end of each run (before the marker), before a fork or exec
+(``os.register_at_fork`` and an audit hook for ``subprocess``, ``os.system``, ``os.exec*``
+and ``os.posix_spawn``, so a child's output neither repeats nor overtakes what was printed
+before it), and when the server asks with SIGURG (``FLUSH_SIGNAL``: every half second while
+a run goes, so live progress shows recent output; its default action is to ignore it). An
+interrupted run reports all it printed. A run that ignores SIGINT and is then killed loses
+what it printed since the last flush: at most 64 KB, from its last half second.
+
+A run may leave out ``document`` (``"document_cached": true``) when the document is the
+one sent last for that path: a 10,000-line file is not sent again with every run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import signal
@@ -41,6 +55,14 @@ from collections.abc import Callable
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# The text layer keeps up to 8 KB before it hands bytes to the binary buffer: 64 KB in all.
+TEXT_CHUNK_BYTES = 8192
+OUTPUT_BUFFER_BYTES = 64 * 1024 - TEXT_CHUNK_BYTES
+FLUSH_SIGNAL = getattr(signal, "SIGURG", None)  # ignored by default: harmless if reset
+# Events after which another process writes to our stdout (or replaces this one).
+FLUSH_EVENTS = frozenset(
+    ("subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.forkpty")
+)
 
 
 def _load_runner() -> types.ModuleType:
@@ -138,6 +160,28 @@ def _write_marker(targets: tuple[tuple[int, int], ...], marker: bytes) -> None:
                 continue  # user code closed it; without a marker the server waits briefly
 
 
+def _buffered(fd: int, like: Any, buffer_bytes: int, line_buffering: bool) -> io.TextIOWrapper:
+    """A text stream on `fd` with the encoding and error handler of `like` (the stream
+    Python made), whatever -u or PYTHONUNBUFFERED said: the worker decides when to flush."""
+    raw = io.FileIO(fd, "w", closefd=False)
+    stream = io.TextIOWrapper(
+        io.BufferedWriter(raw, buffer_size=buffer_bytes),
+        encoding=getattr(like, "encoding", None) or "utf-8",
+        errors=getattr(like, "errors", None) or "strict",
+        line_buffering=line_buffering,
+    )
+    stream._CHUNK_SIZE = TEXT_CHUNK_BYTES  # type: ignore[attr-defined]
+    return stream
+
+
+def _line_buffered() -> None:
+    """In a forked child: a line at a time, as in a terminal, so output printed just before
+    an ``os._exit()`` (the usual end of a forked child) is not lost with its buffer."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+
+
 class Worker:
     def __init__(self, runner: types.ModuleType, results: Any) -> None:
         self.runner = runner
@@ -148,6 +192,42 @@ class Worker:
         self.pid = os.getpid()
         self.output_fds = (os.dup(1), os.dup(2))  # os.dup: not inherited by user children
         self.flush_c_stdio = _c_stdio_flusher()
+        self.documents: dict[str, str] = {}  # path -> the text sent last for it
+        # Python's own streams stay referenced: collecting them would close fds 1 and 2.
+        self.original_streams = (sys.stdout, sys.stderr)
+        sys.stdout = _buffered(1, sys.stdout, OUTPUT_BUFFER_BYTES, False)
+        sys.stderr = _buffered(2, sys.stderr, OUTPUT_BUFFER_BYTES, True)
+        sys.__stdout__, sys.__stderr__ = sys.stdout, sys.stderr  # type: ignore[misc]
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(before=self.flush_output, after_in_child=_line_buffered)
+        if hasattr(sys, "addaudithook"):
+            sys.addaudithook(self._flush_before_spawn)
+        self.listen_for_flush()
+
+    def flush_output(self) -> None:
+        """Everything printed so far, Python's and C's, into the pipes."""
+        for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+            with contextlib.suppress(Exception):
+                stream.flush()  # type: ignore[union-attr]
+        with contextlib.suppress(Exception):
+            self.flush_c_stdio()
+
+    def _flush_before_spawn(self, event: str, args: Any) -> None:
+        if event in FLUSH_EVENTS:
+            self.flush_output()
+
+    def _flush_requested(self, signum: int, frame: Any) -> None:
+        with contextlib.suppress(Exception):  # e.g. a reentrant call: the next tick will do
+            self.flush_output()
+
+    def listen_for_flush(self) -> None:
+        """(Re)install the SIGURG handler: a run may have replaced it. Restarting system
+        calls: a flush request must not make a read or write in user code fail."""
+        if FLUSH_SIGNAL is None:
+            return
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(FLUSH_SIGNAL, self._flush_requested)
+            signal.siginterrupt(FLUSH_SIGNAL, False)
 
     def send(self, message: dict[str, Any]) -> None:
         self.results.write(json.dumps(message, default=str) + "\n")
@@ -172,6 +252,11 @@ class Worker:
     def run(self, request: dict[str, Any]) -> None:
         runner = self.runner
         path = request["path"]
+        if "document" in request:
+            self.documents[path] = request["document"]
+        elif request.get("document_cached"):
+            request["document"] = self.documents.get(path, "")
+        self.listen_for_flush()
         self.namespace["__file__"] = path
         sys.argv = [path]
         for entry in reversed(request.get("sys_path", [])):
@@ -199,14 +284,11 @@ class Worker:
         finally:
             if os.getpid() != self.pid:
                 # A bare os.fork() in user code: the copy must not answer as the worker.
+                self.flush_output()
                 os._exit(0)
             runner._ignore_interrupts()
             _disarm_cpu_limit()
-        for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
-            with contextlib.suppress(Exception):
-                stream.flush()  # type: ignore[union-attr]
-        with contextlib.suppress(Exception):
-            self.flush_c_stdio()
+        self.flush_output()
         out, err = self.output_fds
         _write_marker(((out, 1), (err, 2)), request["marker"].encode("utf-8"))
         outcome["id"] = request.get("id")

@@ -1,0 +1,178 @@
+"""A session worker's output is block-buffered (worker.py): these check that buffering
+loses, repeats and reorders nothing a user would notice, and that an unchanged document is
+not sent again while tracebacks still show the current text."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import signal
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from codeexec_lsp import snippet
+from codeexec_lsp.actions.run import build_request
+from codeexec_lsp.config import Settings
+from codeexec_lsp.execution.base import RunRequest
+from codeexec_lsp.execution.live import LiveOutput
+from codeexec_lsp.execution.session import SessionExecutor
+from codeexec_lsp.results import RunResult
+
+
+@pytest.fixture(autouse=True)
+def interruptible_children() -> Iterator[None]:
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[SessionExecutor]:
+    executor = SessionExecutor()
+    try:
+        yield executor
+    finally:
+        await executor.close()
+
+
+def request_for(code: str, tmp_path: Path, **settings: Any) -> RunRequest:
+    path = tmp_path / "snippet.py"
+    return build_request(snippet.whole_file(code, str(path)), Settings(**settings), tmp_path)
+
+
+async def run(
+    executor: SessionExecutor, code: str, tmp_path: Path, **settings: object
+) -> RunResult:
+    return await executor.run(request_for(code, tmp_path, **settings))
+
+
+async def test_a_big_output_arrives_whole_and_in_order(
+    session: SessionExecutor, tmp_path: Path
+) -> None:
+    code = (
+        "import sys\n"
+        "for i in range(30000):\n"
+        "    print(f'out {i}')\n"
+        "    if i % 10000 == 0:\n"
+        "        print(f'err {i}', file=sys.stderr)\n"
+    )
+    result = await run(session, code, tmp_path, max_output_bytes=2_000_000)
+    assert result.status == "ok" and not result.truncated
+    assert result.stdout == "".join(f"out {i}\n" for i in range(30000))
+    assert result.stderr == "err 0\nerr 10000\nerr 20000\n"
+    # The next run starts clean: nothing of the last one is left in a buffer.
+    assert (await run(session, "print('next')\n", tmp_path)).stdout == "next\n"
+
+
+async def test_a_subprocess_does_not_overtake_what_was_printed_before_it(
+    session: SessionExecutor, tmp_path: Path
+) -> None:
+    code = (
+        "import os, subprocess, sys\n"
+        "print('before')\n"
+        "subprocess.run([sys.executable, '-c', 'print(\"child\")'])\n"
+        "print('middle')\n"
+        "os.system('echo shell')\n"
+        "print('after')\n"
+    )
+    result = await run(session, code, tmp_path)
+    assert result.stdout == "before\nchild\nmiddle\nshell\nafter\n"
+
+
+async def test_a_fork_after_print_repeats_nothing_and_loses_nothing(
+    session: SessionExecutor, tmp_path: Path
+) -> None:
+    code = (
+        "import os\n"
+        "print('parent before')\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    print('child')\n"
+        "    os._exit(0)\n"
+        "os.waitpid(pid, 0)\n"
+        "print('parent after')\n"
+    )
+    result = await run(session, code, tmp_path)
+    assert result.stdout == "parent before\nchild\nparent after\n"
+
+
+async def test_an_interrupted_run_reports_what_it_printed(
+    session: SessionExecutor, tmp_path: Path
+) -> None:
+    code = "print('before the loop')\nwhile True:\n    pass\n"
+    result = await run(session, code, tmp_path, timeout=1)
+    assert result.status == "timeout"
+    assert result.stdout == "before the loop\n"
+    assert result.extra["session"]["state_lost"] is False
+
+
+async def test_a_run_killed_after_ignoring_sigint_keeps_what_was_flushed(
+    session: SessionExecutor, tmp_path: Path
+) -> None:
+    # Printed, then a loop that ignores the interrupt: the session is killed, and what was
+    # printed more than a flush interval before survives (worker.py's documented bound).
+    code = (
+        "import signal, time\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "print('printed early')\n"
+        "while True:\n"
+        "    pass\n"
+    )
+    result = await run(session, code, tmp_path, timeout=2)
+    assert result.status == "timeout" and result.extra["session"]["state_lost"] is True
+    assert result.stdout == "printed early\n"
+
+
+async def test_a_slow_run_shows_its_output_while_it_goes(
+    session: SessionExecutor, tmp_path: Path
+) -> None:
+    live = LiveOutput()
+    code = "import time\nprint('first line')\ntime.sleep(4)\nprint('second line')\n"
+    request = dataclasses.replace(request_for(code, tmp_path), live=live)
+    running = asyncio.ensure_future(session.run(request))
+    for _ in range(2000):  # polls LiveOutput as progress does; the run ends the loop
+        if "first line" in live.stdout or running.done():
+            break
+        await asyncio.sleep(0.05)
+    assert not running.done(), "the first line only arrived when the run ended"
+    assert live.stdout == "first line\n"
+    result = await running
+    assert result.stdout == "first line\nsecond line\n"
+
+
+async def test_an_unchanged_document_is_not_sent_again_and_tracebacks_follow_edits(
+    session: SessionExecutor, tmp_path: Path
+) -> None:
+    path = str(tmp_path / "doc.py")
+
+    async def run_line(document: str, line: int) -> RunResult:
+        code = snippet.for_lines(document, path, line, line)
+        return await session.run(build_request(code, Settings(), tmp_path))
+
+    first = "x = 1\n1 / 0  # first version\n" + "y = 2\n" * 5000
+    result = await run_line(first, 1)
+    assert result.error is not None and result.error.line == 2
+    assert "# first version" in result.error.traceback
+    worker = next(iter(session._sessions.values())).worker
+    assert worker is not None and worker.documents[path] is first
+
+    sent: list[dict[str, object]] = []
+    original = worker.send
+
+    def record(message: dict[str, object]) -> None:
+        sent.append(message)
+        original(message)
+
+    worker.send = record  # type: ignore[method-assign]
+    again = await run_line(first, 1)
+    assert "document" not in sent[-1] and sent[-1]["document_cached"] is True
+    assert again.error is not None and "# first version" in again.error.traceback
+
+    edited = first.replace("# first version", "# edited version")
+    changed = await run_line(edited, 1)
+    assert sent[-1]["document"] == edited
+    assert changed.error is not None and "# edited version" in changed.error.traceback
+    assert "# first version" not in changed.error.traceback
