@@ -25,7 +25,7 @@ from pygls.protocol.language_server import lsp_method
 from pygls.uris import to_fs_path
 from pygls.workspace import TextDocument
 
-from codeexec_lsp import __version__, present, present_outputs, snippet
+from codeexec_lsp import __version__, documents, present, present_outputs, snippet
 from codeexec_lsp.actions.explain import check_not_excluded, explain
 from codeexec_lsp.actions.fix import FixOutcome, FixRequest, fix
 from codeexec_lsp.actions.run import (
@@ -145,6 +145,29 @@ class CodeexecProtocol(LanguageServerProtocol):
         # Not for thread-pool handlers: their callbacks run off the event loop's thread.
         if future is not None and not getattr(handler, ATTR_EXECUTE_IN_THREAD, False):
             future.add_done_callback(functools.partial(self._forget, msg_id))
+
+    _shutdown_started = False
+
+    @lsp_method(lsp.SHUTDOWN)
+    def lsp_shutdown(self, *args: Any) -> Generator[Any, Any, None]:
+        self._shutdown_started = True
+        return (yield from super().lsp_shutdown(*args))
+
+    @lsp_method(lsp.EXIT)
+    def lsp_exit(self, *args: Any) -> Generator[Any, Any, None]:
+        """Exit once a shutdown still under way has finished. The event-loop stdin reader
+        hands over messages as fast as they come, so a client that writes `exit` right
+        behind `shutdown` (without waiting for its answer) would otherwise stop us halfway
+        through shutting down: the wrong exit status and tracebacks from cut-off tasks."""
+        if self._shutdown_started and not self._shutdown:
+            yield self._until_shut_down, (), None
+        return (yield from super().lsp_exit(*args))
+
+    async def _until_shut_down(self) -> None:
+        for _ in range(400):  # what the shutdown handler may take at most, and some
+            if self._shutdown:
+                return
+            await asyncio.sleep(0.025)
 
     @lsp_method(lsp.WORKSPACE_EXECUTE_COMMAND)
     def lsp_workspace__execute_command(
@@ -411,19 +434,19 @@ class CodeexecServer(LanguageServer):
             self.publish(uri)
         return result
 
-    async def warm_session(self) -> None:
+    async def warm_session(self) -> tuple[str, str] | None:
         """Start the session worker (or Jupyter kernel) now, so the first run is as fast as
-        the others."""
+        the others; the (cwd, profile) of the session it started."""
         if self.settings.executor not in ("session", "jupyter"):
-            return
+            return None
         folders = self.workspace_folders()
         if not folders:
-            return
+            return None
         probe = snippet.for_lines("pass\n", str(Path(folders[0]) / "__warm__.py"), 0, 0)
         request = build_request(probe, self.settings, Path(folders[0]))
         if self.settings.executor == "jupyter":
             await self.executors.jupyter(self.settings).warm(request)
-            return
+            return None
         await self.executors.session.warm(
             request.python,
             request.cwd,
@@ -433,6 +456,7 @@ class CodeexecServer(LanguageServer):
             network=request.network,
             profile=request.sandbox,
         )
+        return (request.cwd, request.sandbox)
 
     async def restart_session(self) -> dict[str, Any]:
         restarted = await self.executors.session.restart()
@@ -854,19 +878,43 @@ def _parse_target(
     return args[0], _parse_range(args[1] if len(args) > 1 else None)
 
 
+# Work started by a handler that must outlive it (a task nobody holds may be collected).
+_background: set[asyncio.Future[Any]] = set()
+# The session started at `initialize`, from initializationOptions alone: (cwd, profile).
+_early_session: list[tuple[str, str] | None] = [None]
+
+
+async def _warm_early(ls: CodeexecServer) -> None:
+    try:
+        _early_session[0] = await ls.warm_session()
+    except Exception as exc:  # the first run starts it instead, and says why it could not
+        log.info("could not start the session early: %s", exc)
+
+
 @server.feature(lsp.INITIALIZE)
 def initialize(ls: CodeexecServer, params: lsp.InitializeParams) -> None:
     ls.client_name = params.client_info.name if params.client_info else None
     section = section_of(params.initialization_options)
     ls.settings_store.initialization = dict(section) if section else {}
     ls.load_settings()  # the warnings are shown once the client is initialized
+    documents.cache_lines(ls.workspace)
+    # The worker's interpreter takes as long to start as `python -c pass`: begin now, from
+    # initializationOptions and the root folder, so the first run right after `initialized`
+    # finds it (nearly) ready. `initialized` replaces it if the pulled settings differ.
+    task = asyncio.ensure_future(_warm_early(ls))
+    _background.add(task)
+    task.add_done_callback(_background.discard)
 
 
 @server.feature(lsp.INITIALIZED)
 async def initialized(ls: CodeexecServer, params: lsp.InitializedParams) -> None:
     await ls.pull_settings()
     ls.apply_settings()
-    await ls.warm_session()
+    key = await ls.warm_session()
+    early, _early_session[0] = _early_session[0], None
+    if early is not None and early != key:
+        # The client's configuration moved the session (another sandbox or folder).
+        await ls.executors.session.stop_if_unused(*early)  # type: ignore[arg-type]
 
 
 @server.feature(lsp.WORKSPACE_DID_CHANGE_CONFIGURATION)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import os
+import time
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from codeexec_lsp.config import FixSettings, LlmSettings, Settings
@@ -124,21 +126,62 @@ def limits_from(settings: Settings) -> Limits:
 
 def workspace_for(path: str, folders: Sequence[str]) -> Path | None:
     """The deepest workspace folder that contains `path`."""
+    return _workspace_for(path, tuple(folders))
+
+
+@functools.lru_cache(maxsize=256)
+def _workspace_for(path: str, folders: tuple[str, ...]) -> Path | None:
+    # Pure string work on paths, asked on every run: remembered.
     candidates = [Path(folder) for folder in folders if folder]
     file_path = Path(path)
     containing = [folder for folder in candidates if file_path.is_relative_to(folder)]
     return max(containing, key=lambda folder: len(folder.parts), default=None)
 
 
-def build_request(
-    snippet: Snippet,
-    settings: Settings,
-    workspace: Path | None,
-    environ: Mapping[str, str] | None = None,
-) -> RunRequest:
-    environ = os.environ if environ is None else environ
+@dataclass(frozen=True)
+class _Place:
+    """Where and with what a folder's code runs: what build_request resolves per run."""
+
+    python: str
+    interpreter_source: str
+    cwd: str
+    sys_path: tuple[str, ...]
+    env: dict[str, str]
+
+
+# Resolving a place costs ~0.5 ms (a dozen stats, the environment scrubbed name by name);
+# it changes only when the folder, the interpreter's folder or the environment does.
+PLACE_TTL_S = 2.0  # also re-resolved this often: what no cheap check sees heals by itself
+_MAX_PLACES = 64
+_places: dict[
+    tuple[object, ...], tuple[float, tuple[int | None, ...], dict[bytes, bytes], _Place]
+] = {}
+
+
+def _environ_snapshot(environ: Mapping[str, str]) -> dict[bytes, bytes]:
+    """A copy cheap to take and to compare: os.environ keeps its raw bytes in `_data`
+    (~1 µs to copy, where decoding every item takes ~50 µs)."""
+    data = getattr(environ, "_data", None)
+    if isinstance(data, dict):
+        return dict(data)
+    return {os.fsencode(key): os.fsencode(value) for key, value in environ.items()}
+
+
+def _mtimes(*paths: str | None) -> tuple[int | None, ...]:
+    stamps: list[int | None] = []
+    for path in paths:
+        try:
+            stamps.append(os.stat(path).st_mtime_ns if path else None)
+        except OSError:
+            stamps.append(None)
+    return tuple(stamps)
+
+
+def _resolve_place(
+    snippet_path: str, settings: Settings, workspace: Path | None, environ: Mapping[str, str]
+) -> _Place:
     interpreter = find_interpreter(settings.python, workspace, environ)
-    file_dir = Path(snippet.path).parent if os.path.isabs(snippet.path) else None
+    file_dir = Path(snippet_path).parent if os.path.isabs(snippet_path) else None
     if workspace is not None and workspace.is_dir():
         cwd = workspace
     elif file_dir is not None and file_dir.is_dir():
@@ -151,14 +194,62 @@ def build_request(
     env = scrubbed_environment(
         environ, passthrough=settings.env_passthrough, never=settings.secret_env_names
     )
+    return _Place(interpreter.path, interpreter.source, str(cwd), sys_path, env)
+
+
+def _place(
+    snippet_path: str, settings: Settings, workspace: Path | None, environ: Mapping[str, str]
+) -> _Place:
+    """`_resolve_place`, remembered per folder. Still valid while the environment is the
+    same, and the workspace, the file's folder and the interpreter's folder keep their
+    mtimes (a venv created, removed or rebuilt changes one of them); at most PLACE_TTL_S."""
+    file_dir = os.path.dirname(snippet_path) if os.path.isabs(snippet_path) else None
+    key = (
+        file_dir,
+        workspace,
+        settings.python,
+        settings.env_passthrough,
+        settings.secret_env_names,
+        os.getcwd() if file_dir is None else None,
+    )
+    snapshot = _environ_snapshot(environ)
+    now = time.monotonic()
+    cached = _places.get(key)
+    if cached is not None:
+        when, stamp, cached_environ, place = cached
+        if (
+            now - when < PLACE_TTL_S
+            and cached_environ == snapshot
+            and stamp
+            == _mtimes(
+                str(workspace) if workspace else None, file_dir, os.path.dirname(place.python)
+            )
+        ):
+            return place
+    place = _resolve_place(snippet_path, settings, workspace, environ)
+    if len(_places) >= _MAX_PLACES:
+        _places.clear()
+    stamp = _mtimes(str(workspace) if workspace else None, file_dir, os.path.dirname(place.python))
+    _places[key] = (now, stamp, snapshot, place)
+    return place
+
+
+def build_request(
+    snippet: Snippet,
+    settings: Settings,
+    workspace: Path | None,
+    environ: Mapping[str, str] | None = None,
+) -> RunRequest:
+    environ = os.environ if environ is None else environ
+    place = _place(snippet.path, settings, workspace, environ)
     return RunRequest(
         snippet=snippet,
-        python=interpreter.path,
-        cwd=str(cwd),
-        env=env,
+        python=place.python,
+        cwd=place.cwd,
+        env=dict(place.env),  # the caller's own copy: the cached one must never change
         limits=limits_from(settings),
-        sys_path=sys_path,
-        interpreter_source=interpreter.source,
+        sys_path=place.sys_path,
+        interpreter_source=place.interpreter_source,
         sandbox="strict" if settings.sandbox == "strict" else "standard",
         network=settings.network,
     )
