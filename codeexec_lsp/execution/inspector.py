@@ -16,6 +16,10 @@ Why it is built this way:
   preview are. The reply is one JSON line on the result pipe, told apart from run results
   by its ``"inspected"`` key.
 
+- In an IPython kernel (the Jupyter executor) the same code answers a silent execute's
+  ``user_expressions`` (`kernel_install_code`, `kernel_expression`, `answer_from_kernel`):
+  nothing is run as a cell, nothing lands in the user's namespace or history.
+
 Request: ``{"op": "inspect", "id", "what": "variables" | "value" | "attributes" | "keys",
 "path": [name, attribute, ...], "budget_s"}``. Answer: ``{"inspected": id, ...}`` with
 ``"variables": [...]`` (what ``variables``/``value`` found: name, type, kind, summary,
@@ -26,8 +30,10 @@ preview), ``"attributes": [{"name", "kind"}]``, ``"keys": [{"key", "type"}]``, o
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -74,7 +80,11 @@ class _Clock:
 
     def __init__(self, budget_s: float) -> None:
         self.deadline = time.monotonic() + max(0.05, budget_s)
-        self.has_alarm = hasattr(signal, "setitimer")
+        # Signal handlers can only be set in the main thread (a kernel might not call us
+        # there): elsewhere only the budget and the server's timeout bound us.
+        self.has_alarm = hasattr(signal, "setitimer") and (
+            threading.current_thread() is threading.main_thread()
+        )
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
@@ -320,3 +330,79 @@ def inspect_request(request: dict[str, Any], namespace: dict[str, Any]) -> dict[
     finally:
         sys.stdout, sys.stderr = saved
     return answer
+
+
+# --- in an IPython kernel (Jupyter) ----------------------------------------------------------
+
+KERNEL_MODULE = "_codeexec_inspector"
+KERNEL_EXPRESSION_KEY = "codeexec_variables"
+
+
+def in_ipython(request_json: str) -> str:
+    """Called in an IPython kernel: answer `request_json` about the shell's user namespace,
+    without IPython's own names (In, Out, exit...), as JSON text."""
+    from IPython import get_ipython  # type: ignore[import-not-found,unused-ignore]
+
+    shell = get_ipython()
+    hidden = getattr(shell, "user_ns_hidden", {})
+    namespace = {
+        name: value
+        for name, value in shell.user_ns.items()
+        if name not in hidden or hidden[name] is not value
+    }
+    return json.dumps(inspect_request(json.loads(request_json), namespace), default=str)
+
+
+def kernel_install_code() -> str:
+    """A one-statement cell that installs this file as the module KERNEL_MODULE, once per
+    kernel (a restarted kernel gets it again), binding no name in the user's namespace."""
+    with open(__file__, encoding="utf-8") as source_file:
+        source = source_file.read()
+    module = f"__import__('types').ModuleType({KERNEL_MODULE!r})"
+    return (
+        f"{KERNEL_MODULE!r} in __import__('sys').modules or exec(compile({source!r}, "
+        f"{KERNEL_MODULE!r}, 'exec'), vars(__import__('sys').modules.setdefault("
+        f"{KERNEL_MODULE!r}, {module})))"
+    )
+
+
+def kernel_expression(request: dict[str, Any]) -> str:
+    """The user_expression that answers `request` in a kernel that ran kernel_install_code."""
+    return f"__import__('sys').modules[{KERNEL_MODULE!r}].in_ipython({json.dumps(request)!r})"
+
+
+def kernel_execute_content(request: dict[str, Any]) -> dict[str, Any]:
+    """An execute_request's content: silent (no output, no history, no execution count),
+    the install as its code and the question as its one user_expression."""
+    return {
+        "code": kernel_install_code(),
+        "silent": True,
+        "store_history": False,
+        "user_expressions": {KERNEL_EXPRESSION_KEY: kernel_expression(request)},
+        "allow_stdin": False,
+        "stop_on_error": False,
+    }
+
+
+def answer_from_kernel(reply_content: dict[str, Any], inspection: Any) -> dict[str, Any]:
+    """The inspector's answer from an execute_reply's content; an answer carrying "error"
+    when the kernel could not evaluate it (never raises)."""
+    import ast
+
+    failed = {"inspected": inspection, "error": "the kernel did not answer the question"}
+    expressions = reply_content.get("user_expressions")
+    if not isinstance(expressions, dict):
+        return failed
+    result = expressions.get(KERNEL_EXPRESSION_KEY)
+    if not isinstance(result, dict) or result.get("status") != "ok":
+        if isinstance(result, dict) and result.get("ename"):
+            failed["error"] = "{}: {}".format(result.get("ename"), result.get("evalue"))
+        return failed
+    text = (result.get("data") or {}).get("text/plain")
+    if not isinstance(text, str):
+        return failed
+    try:
+        answer = json.loads(ast.literal_eval(text))
+    except (ValueError, TypeError, SyntaxError):
+        return failed
+    return answer if isinstance(answer, dict) else failed

@@ -379,4 +379,73 @@ def test_the_inspector_runs_in_any_users_interpreter() -> None:
         for node in ast.walk(tree)
         if isinstance(node, ast.ImportFrom) and node.level == 0
     }
-    assert imported <= sys.stdlib_module_names | {"__future__"}, imported
+    # IPython only inside in_ipython, which only an IPython kernel calls.
+    assert imported <= sys.stdlib_module_names | {"__future__", "IPython"}, imported
+
+
+# --- the same questions in a real IPython kernel ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def kernel() -> Iterator[Any]:
+    pytest.importorskip("ipykernel")
+    manager_module = pytest.importorskip("jupyter_client.manager")
+    manager, client = manager_module.start_new_kernel(kernel_name="python3")
+    try:
+        yield client
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+
+def ask_kernel(client: Any, request: dict[str, Any]) -> dict[str, Any]:
+    msg_id = client.execute(**inspector.kernel_execute_content({"id": 9, **request}))
+    reply = client.get_shell_msg(timeout=30)
+    assert reply["parent_header"]["msg_id"] == msg_id
+    return inspector.answer_from_kernel(reply["content"], 9)
+
+
+def test_kernel_answers_about_its_user_namespace_without_touching_it(kernel: Any) -> None:
+    kernel.execute_interactive("n = 42\nd = {'k': [1]}\n", timeout=30)
+    listed = ask_kernel(kernel, {"what": "variables", "budget_s": 2})
+    names = {entry["name"]: entry for entry in listed["variables"]}
+    assert set(names) == {"n", "d"}  # not In, Out, exit, quit, get_ipython
+    assert names["n"]["summary"] == "42"
+    assert ask_kernel(kernel, {"what": "keys", "path": ["d"]})["keys"] == [
+        {"key": "k", "type": "list"}
+    ]
+    assert ask_kernel(kernel, {"what": "value", "path": ["nope"]})["missing"] is True
+    after = ask_kernel(kernel, {"what": "variables"})  # asked twice: installed once, no trace
+    assert {entry["name"] for entry in after["variables"]} == {"n", "d"}
+    count = kernel.execute_interactive("1", timeout=30)["content"]["execution_count"]
+    assert count == 2  # silent questions did not count as cells
+
+
+def test_a_kernel_that_cannot_answer_is_an_error_not_an_exception() -> None:
+    assert "error" in inspector.answer_from_kernel({"status": "error"}, 1)
+    failed = {
+        "user_expressions": {
+            inspector.KERNEL_EXPRESSION_KEY: {"status": "error", "ename": "KeyError", "evalue": "x"}
+        }
+    }
+    assert inspector.answer_from_kernel(failed, 1)["error"] == "KeyError: x"
+    garbled = {
+        "user_expressions": {
+            inspector.KERNEL_EXPRESSION_KEY: {"status": "ok", "data": {"text/plain": "not json"}}
+        }
+    }
+    assert "error" in inspector.answer_from_kernel(garbled, 1)
+
+
+def test_kernel_cuts_off_a_hanging_repr_and_keeps_its_state(kernel: Any) -> None:
+    kernel.execute_interactive(
+        "import time\nclass Stuck:\n    def __repr__(self):\n        while True:\n"
+        "            time.sleep(1)\nstuck = Stuck()\nkept = 7\n",
+        timeout=30,
+    )
+    listed = ask_kernel(kernel, {"what": "variables", "budget_s": 2})
+    summaries = {entry["name"]: entry["summary"] for entry in listed["variables"]}
+    assert summaries["stuck"].startswith("(could not show: it took longer")
+    reply = kernel.execute_interactive("kept", timeout=30)
+    assert reply["content"]["status"] == "ok"
+    assert ask_kernel(kernel, {"what": "value", "path": ["kept"]})["variables"][0]["summary"] == "7"
