@@ -342,6 +342,48 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
             settings_file.write_text(json.dumps(base_settings))
             return found
 
+        def plot_hover() -> dict[str, Any]:
+            """Run a plot by its key, then rest the mouse on its first line: the hover
+            should hold the figure itself (the server embeds a data: PNG for VS Code)."""
+            page.keyboard.press("Control+K")
+            page.keyboard.press("Control+W")  # close all editors: one group, plot.py alone
+            bench.open_file("plot.py")
+            bench.select_lines(1, 2)
+            page.keyboard.press("Control+Alt+R")
+            text = wait_until(bench.editor_text, lambda t: "figure" in t, 45)
+            bench.focus_editor()
+            page.keyboard.press("Escape")
+            first_line = bench.editor().locator(".view-lines .view-line").first
+            box = first_line.bounding_box()
+            images = page.locator(".monaco-editor .monaco-hover:visible img")
+            found: list[dict[str, Any]] = []
+            hover_text = ""
+            # The hover widget comes after editor.hover.delay; move again if it did not.
+            for attempt in range(5):
+                if box is not None:
+                    page.mouse.move(box["x"] + 40 + attempt * 7, box["y"] + box["height"] / 2)
+                found = wait_until(
+                    lambda: images.evaluate_all(
+                        "els => els.map(e => ({src: e.getAttribute('src') || '',"
+                        " complete: e.complete, width: e.naturalWidth,"
+                        " height: e.naturalHeight}))"
+                    ),
+                    lambda rows: any(row["complete"] and row["width"] > 0 for row in rows),
+                    8,
+                )
+                hover_text = text_of(page.locator(".monaco-editor .monaco-hover:visible").first)
+                if any(row["complete"] and row["width"] > 0 for row in found):
+                    break
+                bench.close_hover()
+            bench.close_hover()
+            return {
+                "editor_text": text,
+                "hover_text": hover_text,
+                "images": [
+                    {**row, "src": row["src"][:40], "src_length": len(row["src"])} for row in found
+                ],
+            }
+
         def settings_live() -> dict[str, Any]:
             page.keyboard.press("Control+K")
             page.keyboard.press("Control+W")  # close all editors: a clean slate, one group
@@ -381,6 +423,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
         step("fix", fix)
         step("explain", explain)
         step("explain_placements", explain_placements)
+        step("plot_hover", plot_hover)
         step("settings_live", settings_live)
         step("broken_server", broken_server)
         observed["console_errors"] = [

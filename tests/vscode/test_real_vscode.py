@@ -79,6 +79,7 @@ def ratio(total, count):
     return total / count
 """
 SLOW = "import time\n\ntime.sleep(20)\nprint('not reached')\n"
+PLOT = "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\n"
 EXPLAIN_TOKEN = "EXPLAINED-BY-THE-FAKE-MODEL"
 
 
@@ -239,6 +240,7 @@ def vscode(request: pytest.FixtureRequest) -> Iterator[Session]:
     (workspace / ".vscode").mkdir(parents=True)
     (workspace / "demo.py").write_text(DEMO, encoding="utf-8")
     (workspace / "slow.py").write_text(SLOW, encoding="utf-8")
+    (workspace / "plot.py").write_text(PLOT, encoding="utf-8")
     user_data, extensions = scratch / "user-data", scratch / "extensions"
     (user_data / "User").mkdir(parents=True)
     # Quiet start-up: no welcome page, no tips or surveys over the editor.
@@ -472,6 +474,23 @@ def test_explanation_placement_follows_the_setting(vscode: Session) -> None:
     # in the whole session, once for the fix and once for the first explanation.
     requests = [json.dumps(r.body)[-300:] for r in vscode.fake_llm.model_requests]
     assert len(requests) == 2, requests
+
+
+@pytest.mark.skipif(
+    subprocess.run([sys.executable, "-c", "import matplotlib"], capture_output=True).returncode
+    != 0,
+    reason="matplotlib is not installed (the server runs code with this interpreter)",
+)
+def test_a_plot_shows_as_an_image_in_the_hover(vscode: Session) -> None:
+    record = vscode.step("plot_hover")
+    explain = vscode.explain("plot_hover")
+    lines = record["editor_text"].splitlines()
+    assert lines[1].startswith("plt.plot([1, 2, 3])") and "🖼 figure" in lines[1], explain
+    # VS Code rendered the server's Markdown image: a data: PNG, decoded by the browser
+    # (naturalWidth is 0 for an image that failed to load). The server scales it to fit.
+    [image] = [row for row in record["images"] if row["src"].startswith("data:image/png")]
+    assert image["complete"] and image["width"] > 0 and image["height"] > 0, explain
+    assert image["src_length"] > 1000, explain
 
 
 def test_a_changed_settings_json_takes_effect_live(vscode: Session) -> None:
