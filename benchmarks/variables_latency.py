@@ -44,18 +44,18 @@ async def main(runs: int) -> None:
             build_request(snippet.whole_file(code, str(path)), settings, folder)
         )
         assert ran.status == "ok", ran.message
-        place = actions.session_place(str(path), settings, [str(folder)])
+        place = actions.place_for(str(path), settings, [str(folder)], sessions)
         floor = build_request(snippet.whole_file("n\n", str(path)), settings, folder)
         contestants = {
             "run `n` (floor)": lambda: sessions.run(floor),
-            "hover n": lambda: actions.hover(sessions, place, "n", 0),
-            "complete names.": lambda: actions.complete(sessions, place, "names."),
-            'complete d["': lambda: actions.complete(sessions, place, 'd["'),
-            "list variables": lambda: actions.list_variables(sessions, place, "session"),
+            "hover n": lambda: actions.hover(place, "n", 0),
+            "complete names.": lambda: actions.complete(place, "names."),
+            'complete d["': lambda: actions.complete(place, 'd["'),
+            "list variables": lambda: actions.list_variables(place, "session"),
         }
         if has_pandas:
-            contestants["hover df"] = lambda: actions.hover(sessions, place, "df", 0)
-            contestants["complete df."] = lambda: actions.complete(sessions, place, "df.")
+            contestants["hover df"] = lambda: actions.hover(place, "df", 0)
+            contestants["complete df."] = lambda: actions.complete(place, "df.")
         samples = await rotated(runs, contestants)  # type: ignore[arg-type]
     finally:
         await sessions.close()

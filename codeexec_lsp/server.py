@@ -35,7 +35,7 @@ from codeexec_lsp.actions.run import (
     usable_settings,
     workspace_for,
 )
-from codeexec_lsp.actions.variables import SessionPlace, complete, list_variables, session_place
+from codeexec_lsp.actions.variables import Place, complete, list_variables, place_for
 from codeexec_lsp.actions.variables import hover as variable_hover
 from codeexec_lsp.cache import TextCache, user_cache_dir
 from codeexec_lsp.code_context import DiagnosticInfo, build_context
@@ -63,6 +63,7 @@ KIND_RESTART = "codeexec.restart"
 SHOW_OUTPUT = "codeexec.showOutput"
 KIND_SHOW_OUTPUT = "codeexec.showOutput"
 VARIABLES = "codeexec.variables"
+STATEFUL_EXECUTORS = ("session", "jupyter")  # the ones whose variables can be asked about
 # Completion asks the session about `name.` / `name[` / `name["` / `name['`.
 COMPLETION_TRIGGERS = [".", "[", '"', "'"]
 KIND_RUN_FILE = "codeexec.runFile"
@@ -1068,7 +1069,11 @@ def _python_line(ls: CodeexecServer, uri: str, line: int) -> tuple[TextDocument,
     return document, lines[line].rstrip("\r\n")
 
 
-def _session_place(ls: CodeexecServer, document: TextDocument | None) -> SessionPlace | None:
+def _session_place(ls: CodeexecServer, document: TextDocument | None) -> Place | None:
+    """Where the variables a run of `document` would see live (no document: the first
+    workspace folder's); None for executors that keep no state between runs."""
+    if ls.settings.executor not in STATEFUL_EXECUTORS:
+        return None
     folders = ls.workspace_folders()
     if document is not None:
         path = ls.document_path(document)
@@ -1076,7 +1081,7 @@ def _session_place(ls: CodeexecServer, document: TextDocument | None) -> Session
         path = str(Path(folders[0]) / "__variables__.py")
     else:
         path = str(Path.cwd() / "__variables__.py")
-    return session_place(path, ls.settings, folders)
+    return place_for(path, ls.settings, folders, ls.executors.for_settings(ls.settings))
 
 
 async def _variable_hover(ls: CodeexecServer, params: lsp.HoverParams) -> lsp.Hover | None:
@@ -1085,7 +1090,7 @@ async def _variable_hover(ls: CodeexecServer, params: lsp.HoverParams) -> lsp.Ho
         return None
     document, text = found
     column = from_client(text, params.position.character, ls.encoding)
-    answer = await variable_hover(ls.executors.session, _session_place(ls, document), text, column)
+    answer = await variable_hover(_session_place(ls, document), text, column)
     if answer is None:
         return None
     line = params.position.line
@@ -1138,7 +1143,7 @@ async def completion(ls: CodeexecServer, params: lsp.CompletionParams) -> lsp.Co
     document, text = found
     column = from_client(text, params.position.character, ls.encoding)
     place = _session_place(ls, document)
-    answer = await complete(ls.executors.session, place, text[:column])
+    answer = await complete(place, text[:column])
     start = to_client(text, column - answer.replaces, ls.encoding)
     replaced = lsp.Range(
         start=lsp.Position(line=params.position.line, character=start),
@@ -1195,8 +1200,8 @@ async def variables_command(ls: CodeexecServer, *args: Any) -> dict[str, Any]:
         raise JsonRpcInvalidParams(f"{VARIABLES} takes [uri?]")
     document = ls.document(args[0]) if args else None
     place = _session_place(ls, document)
-    answer = await list_variables(ls.executors.session, place, ls.settings.executor)
-    where = Path(place.cwd).name if place is not None else "no session"
+    answer = await list_variables(place, ls.settings.executor)
+    where = Path(place.request.cwd).name if place is not None else "no session"
     result = answer.to_json()
     markdown = variables_markdown(where, answer.variables, answer.note)
     shown = await _show_variables(ls, where, markdown)

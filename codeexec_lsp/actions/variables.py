@@ -2,8 +2,10 @@
 
 The use cases behind `textDocument/hover` (on names outside run lines),
 `textDocument/completion` and `codeexec.variables`, with no LSP types in or out. They ask
-the session of the document's folder (`Inspects`, which SessionExecutor provides) and turn
-its plain answers into plain results (variables.py formats them).
+the executor that would run the document (`Inspects`: SessionExecutor does; any executor
+with the same `inspect` method, such as a Jupyter kernel's, can) about the state a run of
+that document would see, and turn its plain answers into plain results (variables.py
+formats them).
 
 Why so: the session never starts for a hover (only a session that ran code holds
 anything), never queues behind a run ("busy" at once), and every question has two
@@ -17,11 +19,12 @@ from __future__ import annotations
 import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from codeexec_lsp import snippet
 from codeexec_lsp.actions.run import build_request, workspace_for
 from codeexec_lsp.config import Settings
+from codeexec_lsp.execution.base import RunRequest
 from codeexec_lsp.execution.session import InspectAnswer
 from codeexec_lsp.variables import (
     Completion,
@@ -43,40 +46,44 @@ COMPLETION_BOUNDS = (0.3, 0.6)
 BUILTIN_NAMES = frozenset(dir(builtins))
 
 
+@runtime_checkable
 class Inspects(Protocol):
+    """An executor that keeps state between runs and can be asked about it: "none" when it
+    holds none for `request` (never started for a question), "busy" while a run goes."""
+
     async def inspect(
-        self, cwd: str, profile: str, message: dict[str, Any], timeout: float
+        self, request: RunRequest, message: dict[str, Any], timeout: float
     ) -> InspectAnswer: ...
 
 
 @dataclass(frozen=True)
-class SessionPlace:
-    """Which session a document's variables live in: the key SessionExecutor uses."""
+class Place:
+    """Where a document's variables live: the executor that would run it and a request
+    for it (which session or kernel, by the executor's own key)."""
 
-    cwd: str
-    profile: str
+    inspector: Inspects
+    request: RunRequest
 
 
-def session_place(path: str, settings: Settings, folders: Sequence[str]) -> SessionPlace | None:
-    """The session a run of `path` would use now; None unless the executor is "session"
-    (a stale session of an earlier executor setting is not what the user runs in)."""
-    if settings.executor != "session":
+def place_for(
+    path: str, settings: Settings, folders: Sequence[str], executor: object
+) -> Place | None:
+    """Where a run of `path` would find its state now; None when the configured executor
+    keeps none (local, http) or cannot be asked (a stale session of an earlier executor
+    setting is not what the user runs in)."""
+    if not isinstance(executor, Inspects):
         return None
     probe = snippet.for_lines("pass\n", path, 0, 0)
     request = build_request(probe, settings, workspace_for(path, folders))
-    return SessionPlace(request.cwd, request.sandbox)
+    return Place(executor, request)
 
 
 async def _ask(
-    inspector: Inspects,
-    place: SessionPlace,
-    what: str,
-    path: Sequence[str],
-    bounds: tuple[float, float],
+    place: Place, what: str, path: Sequence[str], bounds: tuple[float, float]
 ) -> InspectAnswer:
     budget, timeout = bounds
     message = {"what": what, "path": list(path), "budget_s": budget}
-    return await inspector.inspect(place.cwd, place.profile, message, timeout)
+    return await place.inspector.inspect(place.request, message, timeout)
 
 
 @dataclass(frozen=True)
@@ -88,14 +95,12 @@ class HoverAnswer:
     end: int
 
 
-async def hover(
-    inspector: Inspects, place: SessionPlace | None, line: str, column: int
-) -> HoverAnswer | None:
+async def hover(place: Place | None, line: str, column: int) -> HoverAnswer | None:
     """The live value of the name at `column`; None when the session does not hold it."""
     found = name_at(line, column)
     if place is None or found is None:
         return None
-    answer = await _ask(inspector, place, "value", found.path, HOVER_BOUNDS)
+    answer = await _ask(place, "value", found.path, HOVER_BOUNDS)
     if answer.status == "busy":
         if len(found.path) == 1 and found.path[0] in BUILTIN_NAMES:
             return None  # `print` while busy: most likely not a variable at all
@@ -123,15 +128,13 @@ class VariablesAnswer:
         return data
 
 
-async def list_variables(
-    inspector: Inspects, place: SessionPlace | None, executor: str
-) -> VariablesAnswer:
+async def list_variables(place: Place | None, executor: str) -> VariablesAnswer:
     if place is None:
         return VariablesAnswer(
-            note=f"Variables live in a session: the executor is {executor!r}. Set "
-            'codeexec.executor to "session" and run some code to see them.'
+            note=f"Variables live in a session: the executor is {executor!r}, which keeps "
+            'none between runs. Set codeexec.executor to "session" and run some code.'
         )
-    answer = await _ask(inspector, place, "variables", (), LIST_BOUNDS)
+    answer = await _ask(place, "variables", (), LIST_BOUNDS)
     if answer.status == "none":
         return VariablesAnswer(note="No session is running here yet: run some code first.")
     if answer.status == "busy":
@@ -153,15 +156,13 @@ class CompletionAnswer:
     replaces: int = 0
 
 
-async def complete(
-    inspector: Inspects, place: SessionPlace | None, before_cursor: str
-) -> CompletionAnswer:
+async def complete(place: Place | None, before_cursor: str) -> CompletionAnswer:
     """Attributes after `name.`, keys after `name[` / `name["`; nothing when the session is
     busy, slow, or does not hold the name (other servers' items then stand alone)."""
     context = completion_context(before_cursor)
     if place is None or context is None:
         return CompletionAnswer([])
-    answer = await _ask(inspector, place, context.what, context.path, COMPLETION_BOUNDS)
+    answer = await _ask(place, context.what, context.path, COMPLETION_BOUNDS)
     if answer.status != "ok":
         return CompletionAnswer([])
     if context.what == "attributes":

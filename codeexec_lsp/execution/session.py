@@ -68,6 +68,14 @@ from codeexec_lsp.snippet import Snippet
 
 NAME = "session"
 WORKER = Path(__file__).with_name("worker.py")
+# Loads worker.py through importlib, from its cached bytecode: run as a script it would be
+# compiled at every start. Its path stays an argument (the strict box keeps its folder
+# visible), and `python -c` puts the working directory first on sys.path: not ours to add.
+WORKER_BOOTSTRAP = (
+    "import sys, importlib.util as u; sys.path[:1] = [p for p in sys.path[:1] if p]; "
+    "s = u.spec_from_file_location('_codeexec_worker', sys.argv[1]); "
+    "m = u.module_from_spec(s); s.loader.exec_module(m); m.main(sys.argv[2:])"
+)
 # Unlike a fresh process, a session is worth a moment's wait before it is killed for output.
 INTERRUPT_GRACE_S: dict[StopReason, float] = {
     "timeout": 1.0,
@@ -293,6 +301,8 @@ class _Worker:
         child_ends = (request_read, result_write, out_write, err_write)
         program = [
             config.python,
+            "-c",
+            WORKER_BOOTSTRAP,
             str(WORKER),
             "--request-fd",
             str(request_read),
@@ -576,6 +586,11 @@ class _Session:
         self.inspections = 0  # ids of inspect requests (answers carry them back)
         self.running: Snippet | None = None  # what the run holding `lock` runs, if one does
 
+    @property
+    def unused(self) -> bool:
+        """No run has used the current worker: replacing it loses nothing of the user's."""
+        return self.worker is None or self.worker.runs == 0
+
     async def ensure_worker(self, config: _StartConfig | None = None) -> _Worker:
         async with self.spawn_lock:
             config = config or self.config
@@ -590,7 +605,8 @@ class _Session:
                         "environment changed, and they apply when a session starts, so "
                         f"{STATE_LOST}."
                     )
-                elif old.killed_for is None and not self.note:  # it died while idle
+                elif not old.alive and old.killed_for is None and not self.note:
+                    # It died while idle (one that never ran anything is just replaced).
                     ended = old.describe_end()
                     self.note = f"New session: the previous one ended ({ended}), so {STATE_LOST}."
                 await old.stop("replaced")
@@ -1048,9 +1064,13 @@ class SessionExecutor:
         allowed = network if network is not None else profile == "standard"
         config = _StartConfig.of(python, cwd, env, limits or Limits(), sys_path, allowed, profile)
         session = self._session(config.key)
-        if session.config is not None and session.config.python != python:
-            return session.worker is not None and session.worker.alive
         async with session.lock:
+            if session.config is not None and session.config.python != python:
+                if not session.unused:
+                    # Its state is the user's: a new interpreter waits for a restart.
+                    return session.worker is not None and session.worker.alive
+                # Started early for settings that the client's configuration then changed.
+                session.wanted_python = None
             try:
                 worker = await session.ensure_worker(config)
             except OSError:
@@ -1059,6 +1079,18 @@ class SessionExecutor:
                 return True
             await session.discard(worker, "failed to start")
             return False
+
+    async def stop_if_unused(self, cwd: str, profile: Profile = "standard") -> bool:
+        """Stop the worker for (cwd, profile) if no run ever used it and none waits for it
+        (one started early for settings the client's configuration then changed)."""
+        session = self._sessions.get((cwd, profile))
+        if session is None or session.worker is None or not session.unused:
+            return False
+        if session.lock.locked():
+            return False
+        worker, session.worker = session.worker, None
+        await worker.stop("replaced")
+        return True
 
     async def restart(self, python: str | None = None, cwd: str | None = None) -> int:
         """Clear the state of the sessions for `python` and `cwd` (None: any) by replacing
@@ -1086,11 +1118,11 @@ class SessionExecutor:
         return len(chosen)
 
     async def inspect(
-        self, cwd: str, profile: str, message: dict[str, Any], timeout: float
+        self, request: RunRequest, message: dict[str, Any], timeout: float
     ) -> InspectAnswer:
-        """Ask the session of (cwd, profile) about its variables (see _Session.inspect);
-        "none" when there is no session there. Never starts a worker."""
-        session = self._sessions.get((cwd, profile))
+        """Ask the session a run of `request` would use about its variables (see
+        _Session.inspect); "none" when there is no session there. Never starts a worker."""
+        session = self._sessions.get((request.cwd, request.sandbox))
         if session is None or session.closed:
             return InspectAnswer("none")
         return await session.inspect(message, timeout)

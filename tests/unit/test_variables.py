@@ -21,6 +21,7 @@ from codeexec_lsp.actions.run import build_request
 from codeexec_lsp.config import Settings
 from codeexec_lsp.execution import inspector
 from codeexec_lsp.execution import session as session_module
+from codeexec_lsp.execution.local import LocalExecutor
 from codeexec_lsp.execution.session import InspectAnswer, SessionExecutor
 from codeexec_lsp.variables import (
     CompletionContext,
@@ -264,35 +265,40 @@ async def executor() -> AsyncIterator[SessionExecutor]:
         await sessions.close()
 
 
-async def run_in(sessions: SessionExecutor, code: str, tmp_path: Path) -> actions.SessionPlace:
+async def run_in(sessions: SessionExecutor, code: str, tmp_path: Path) -> actions.Place:
     path = tmp_path / "live.py"
     path.write_text(code)
     request = build_request(snippet.whole_file(code, str(path)), Settings(), tmp_path)
     result = await sessions.run(request)
     assert result.status == "ok", result.message
-    place = actions.session_place(str(path), Settings(), [str(tmp_path)])
-    assert place == actions.SessionPlace(request.cwd, request.sandbox)
+    place = actions.place_for(str(path), Settings(), [str(tmp_path)], sessions)
+    assert place is not None and place.inspector is sessions
+    assert (place.request.cwd, place.request.sandbox) == (request.cwd, request.sandbox)
     return place
 
 
 async def test_use_cases_against_a_real_session(executor: SessionExecutor, tmp_path: Path) -> None:
     place = await run_in(executor, "n = 42\nnames = ['a']\n", tmp_path)
-    shown = await actions.hover(executor, place, "total = n + 1", 8)
+    shown = await actions.hover(place, "total = n + 1", 8)
     assert shown is not None and "n: int = 42" in shown.markdown
     assert (shown.start, shown.end) == (8, 9)
-    assert await actions.hover(executor, place, "unknown + 1", 2) is None
-    listed = await actions.list_variables(executor, place, "session")
+    assert await actions.hover(place, "unknown + 1", 2) is None
+    listed = await actions.list_variables(place, "session")
     assert [v.name for v in listed.variables] == ["n", "names"] and not listed.note
-    completions = await actions.complete(executor, place, "names.ap")
+    completions = await actions.complete(place, "names.ap")
     assert [c.label for c in completions.items] == ["append"] and completions.replaces == 2
-    assert actions.session_place(str(tmp_path / "x.py"), Settings(executor="local"), []) is None
-    no_session = await actions.list_variables(executor, None, "local")
+    local = LocalExecutor(prestart=False)
+    assert actions.place_for(str(tmp_path / "x.py"), Settings(executor="local"), [], local) is None
+    no_session = await actions.list_variables(None, "local")
     assert "executor is 'local'" in no_session.note
 
 
 async def test_no_session_is_started_for_a_question(tmp_path: Path) -> None:
     sessions = SessionExecutor()
-    answer = await sessions.inspect(str(tmp_path), "standard", {"what": "variables"}, 1.0)
+    request = build_request(
+        snippet.for_lines("pass\n", str(tmp_path / "x.py"), 0, 0), Settings(), tmp_path
+    )
+    answer = await sessions.inspect(request, {"what": "variables"}, 1.0)
     assert answer == InspectAnswer("none") and sessions.pids() == {}
 
 
@@ -313,9 +319,9 @@ async def test_an_inspection_stuck_past_the_alarm_is_ended_and_the_next_run_says
     )
     place = await run_in(executor, code, tmp_path)
     pid = next(iter(executor.pids().values()))
-    shown = await actions.hover(executor, place, "stuck", 0)
+    shown = await actions.hover(place, "stuck", 0)
     assert shown is not None and "did not answer" in shown.markdown
-    busy = await executor.inspect(place.cwd, place.profile, {"what": "variables"}, 1.0)
+    busy = await executor.inspect(place.request, {"what": "variables"}, 1.0)
     assert busy.status == "busy"  # the stuck question still holds the session
     request = build_request(
         snippet.whole_file("1 + 1\n", str(tmp_path / "x.py")), Settings(), tmp_path
@@ -324,7 +330,7 @@ async def test_an_inspection_stuck_past_the_alarm_is_ended_and_the_next_run_says
     assert after.status == "ok" and after.value == "2"
     assert "showing a variable's value hung" in after.message
     assert next(iter(executor.pids().values())) != pid
-    gone = await actions.hover(executor, place, "stuck", 0)
+    gone = await actions.hover(place, "stuck", 0)
     assert gone is None  # the new session does not hold it
 
 
@@ -332,13 +338,13 @@ async def test_a_question_given_up_by_the_asker_still_frees_the_session(
     executor: SessionExecutor, tmp_path: Path
 ) -> None:
     place = await run_in(executor, "n = 1\n", tmp_path)
-    asking = asyncio.ensure_future(actions.hover(executor, place, "n", 0))
+    asking = asyncio.ensure_future(actions.hover(place, "n", 0))
     await asyncio.sleep(0)  # the question is sent
     asking.cancel()
     with pytest.raises(asyncio.CancelledError):
         await asking
     for _ in range(100):  # the worker's answer arrives and frees the lock
-        answer = await executor.inspect(place.cwd, place.profile, {"what": "variables"}, 1.0)
+        answer = await executor.inspect(place.request, {"what": "variables"}, 1.0)
         if answer.status != "busy":
             break
         await asyncio.sleep(0.02)
@@ -351,17 +357,17 @@ async def test_a_run_about_to_take_the_session_counts_as_busy(
     """Just after a run ends, the lock reads as free while the next queued run is woken
     but not yet going: a question must not slip in and make that run wait."""
     place = await run_in(executor, "n = 1\n", tmp_path)
-    lock = executor._sessions[(place.cwd, place.profile)].lock
+    lock = executor._sessions[(place.request.cwd, place.request.sandbox)].lock
     await lock.acquire()
     next_run = asyncio.ensure_future(lock.acquire())
     await asyncio.sleep(0)  # queued
     lock.release()
     assert not lock.locked()
-    answer = await executor.inspect(place.cwd, place.profile, {"what": "variables"}, 1.0)
+    answer = await executor.inspect(place.request, {"what": "variables"}, 1.0)
     assert answer.status == "busy"
     await next_run
     lock.release()
-    answer = await executor.inspect(place.cwd, place.profile, {"what": "variables"}, 1.0)
+    answer = await executor.inspect(place.request, {"what": "variables"}, 1.0)
     assert answer.status == "ok"
 
 
