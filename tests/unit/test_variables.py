@@ -455,3 +455,23 @@ def test_kernel_cuts_off_a_hanging_repr_and_keeps_its_state(kernel: Any) -> None
     reply = kernel.execute_interactive("kept", timeout=30)
     assert reply["content"]["status"] == "ok"
     assert ask_kernel(kernel, {"what": "value", "path": ["kept"]})["variables"][0]["summary"] == "7"
+
+
+async def test_what_a_repr_prints_never_reaches_the_next_run(
+    executor: SessionExecutor, tmp_path: Path
+) -> None:
+    code = (
+        "import os\n"
+        "class Loud:\n"
+        "    def __repr__(self):\n"
+        "        os.write(1, b'NOISE-FD\\n')\n"
+        "        print('NOISE-PY')\n"
+        "        return 'Loud()'\n"
+        "loud = Loud()\n"
+    )
+    place = await run_in(executor, code, tmp_path)
+    shown = await actions.hover(place, "loud", 0)
+    assert shown is not None and "loud: Loud = Loud()" in shown.markdown
+    printed = snippet.whole_file("print('x')\n", str(tmp_path / "live.py"))
+    after = await executor.run(build_request(printed, Settings(), tmp_path))
+    assert (after.stdout, after.stderr) == ("x\n", "")
