@@ -535,7 +535,8 @@ async def _acquire(lock: asyncio.Lock, cancel: asyncio.Event | None) -> bool:
     return False
 
 
-HUNG_INSPECTION_S = 5.0  # past the asker's timeout: then the worker is replaced
+HUNG_INSPECTION_S = 10.0  # past the asker's timeout; then the worker is replaced. Long enough
+# that a loaded machine never costs the user their state: the alarm already ended Python code.
 
 
 @dataclass(frozen=True)
