@@ -585,6 +585,7 @@ class _Session:
         self.wanted_python: str | None = None  # the workspace's, once it differs from ours
         self.cleanups: set[asyncio.Future[None]] = set()
         self.inspections = 0  # ids of inspect requests (answers carry them back)
+        self.inspecting = False  # `lock` is held by a question, not a run
         self.running: Snippet | None = None  # what the run holding `lock` runs, if one does
 
     @property
@@ -664,6 +665,7 @@ class _Session:
         if self.lock.locked() or _has_waiters(self.lock):
             return InspectAnswer("busy")
         await self.lock.acquire()  # free and nobody waiting, so taken at once
+        self.inspecting = True
         self.inspections += 1
         inspection = self.inspections
         worker.send({**message, "op": "inspect", "id": inspection})
@@ -676,6 +678,7 @@ class _Session:
         if not reply.done():
             self._hold_until_answered(worker, reply)
             return InspectAnswer("timeout")
+        self.inspecting = False
         self.lock.release()
         answer = reply.result()
         return InspectAnswer("none") if answer is None else InspectAnswer("ok", answer)
@@ -695,6 +698,7 @@ class _Session:
                         f"__len__ or a property did not return), so {STATE_LOST}.",
                     )
             finally:
+                self.inspecting = False
                 self.lock.release()
 
         task = asyncio.ensure_future(hold())

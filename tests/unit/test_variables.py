@@ -323,6 +323,8 @@ async def test_an_inspection_stuck_past_the_alarm_is_ended_and_the_next_run_says
     assert shown is not None and "did not answer" in shown.markdown
     busy = await executor.inspect(place.request, {"what": "variables"}, 1.0)
     assert busy.status == "busy"  # the stuck question still holds the session
+    stuck_session = executor._sessions[(place.request.cwd, place.request.sandbox)]
+    assert stuck_session.inspecting  # what a queued run can tell it waits for
     request = build_request(
         snippet.whole_file("1 + 1\n", str(tmp_path / "x.py")), Settings(), tmp_path
     )
@@ -330,6 +332,7 @@ async def test_an_inspection_stuck_past_the_alarm_is_ended_and_the_next_run_says
     assert after.status == "ok" and after.value == "2"
     assert "showing a variable's value hung" in after.message
     assert next(iter(executor.pids().values())) != pid
+    assert not stuck_session.inspecting
     gone = await actions.hover(place, "stuck", 0)
     assert gone is None  # the new session does not hold it
 
