@@ -152,7 +152,8 @@ def compile_snippet(
     except SyntaxError as exc:
         # The trailing expression left the tree for its own compile: look at both.
         statements = [*tree.body, last_statement] if last_expr is not None else tree.body
-        _explain_outside_function(exc, statements)
+        if _cut_from_a_function(doc_lines, first_line):
+            _explain_outside_function(exc, statements)
         raise
     return Compiled(body, expr_code, in_effect)
 
@@ -207,9 +208,36 @@ def _at_top_level(statements: list[Any], kinds: tuple[type, ...], line: int | No
     return False
 
 
+def _cut_from_a_function(doc_lines: list[str], first_line: int) -> bool:
+    """Whether the selection starting at `first_line` lies inside a `def` of the document:
+    the nearest less-indented line above its first code line, and so on outwards, is a def.
+    Code at the file's top level (a whole-file run, a cell, the /execute API's snippets)
+    is not: there a top-level `return` is an error in the file too, and keeps Python's
+    message."""
+    start = first_line - 1
+    while 0 <= start < len(doc_lines) and not doc_lines[start].strip():
+        start += 1
+    if not 0 <= start < len(doc_lines):
+        return False
+    line = doc_lines[start]
+    indent = len(line) - len(line.lstrip())
+    for previous in reversed(doc_lines[:start]):
+        code = previous.lstrip()
+        if indent == 0:
+            return False
+        if not code or code.startswith("#"):
+            continue
+        depth = len(previous) - len(code)
+        if depth < indent:
+            if code.startswith(("def ", "async def ")):
+                return True
+            indent = depth
+    return False
+
+
 def _explain_outside_function(exc: SyntaxError, statements: list[Any]) -> None:
-    """A `return`/`yield`/`await` at the selection's top level was most likely cut out of
-    its function by the selection: say how to run it. Only then: `'await' outside async
+    """A `return`/`yield`/`await` at the top level of a selection cut out of a function
+    (see _cut_from_a_function): say how to run it. Only then: `'await' outside async
     function` or `'return' with value in async generator` keep Python's message."""
     found = _OUTSIDE_FUNCTION.get(exc.msg) if isinstance(exc.msg, str) else None
     if found is None:

@@ -133,13 +133,21 @@ HINT = "Select the whole function"
 
 
 CUT_FROM_DEFS = "def f(x):\n    y = x + 1\n    return y\n\n\ndef g():\n    yield 1\n"
+METHOD = "class A:\n    async def m(self):\n        # the answer\n\n        return await 1\n"
 
 
-@pytest.mark.parametrize(("first", "last", "keyword"), [(2, 3, "return"), (7, 7, "yield")])
+@pytest.mark.parametrize(
+    ("document", "first", "last", "keyword"),
+    [
+        (CUT_FROM_DEFS, 2, 3, "return"),
+        (CUT_FROM_DEFS, 7, 7, "yield"),
+        (METHOD, 3, 5, "return"),
+    ],
+)
 async def test_the_select_the_function_hint_for_a_body_cut_from_its_def(
-    executor: Executor, tmp_path: Path, first: int, last: int, keyword: str
+    executor: Executor, tmp_path: Path, document: str, first: int, last: int, keyword: str
 ) -> None:
-    result = await run_lines(executor, CUT_FROM_DEFS, tmp_path, first, last)
+    result = await run_lines(executor, document, tmp_path, first, last)
     assert result.error is not None
     assert (result.error.type, result.error.line) == ("SyntaxError", last)
     assert result.error.message.startswith(f"'{keyword}' outside function: the selection")
@@ -156,6 +164,9 @@ async def test_the_select_the_function_hint_for_a_body_cut_from_its_def(
         ("def f(x):\n    await x\n", "'await' outside async function"),
         ("class A:\n    return 1\n", "'return' outside function"),
         ("def f():\n    class A:\n        return 1\n", "'return' outside function"),
+        # Top-level code of the file: the error is the file's own, not the selection's.
+        ("x = 1\nif x:\n    return x\n", "'return' outside function"),
+        ("f = lambda: (yield 1), (yield 2)\n", "'yield' outside function"),
     ],
 )
 async def test_no_hint_when_the_selection_holds_the_def(
