@@ -11,7 +11,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Generator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import cattrs
@@ -26,8 +26,6 @@ from pygls.uris import to_fs_path
 from pygls.workspace import TextDocument
 
 from codeexec_lsp import __version__, documents, present, present_outputs, snippet
-from codeexec_lsp.actions.explain import check_not_excluded, explain
-from codeexec_lsp.actions.fix import FixOutcome, FixRequest, fix
 from codeexec_lsp.actions.run import (
     build_request,
     run_snippet,
@@ -38,18 +36,20 @@ from codeexec_lsp.actions.run import (
 from codeexec_lsp.actions.variables import Place, complete, list_variables, place_for
 from codeexec_lsp.actions.variables import hover as variable_hover
 from codeexec_lsp.cache import TextCache, user_cache_dir
-from codeexec_lsp.code_context import DiagnosticInfo, build_context
 from codeexec_lsp.config import Settings, SettingsStore, section_of
-from codeexec_lsp.edits import EditOutsideTarget, to_workspace_edit
 from codeexec_lsp.execution.live import LiveOutput
 from codeexec_lsp.execution.registry import Executors
 from codeexec_lsp.inflight import Cancelled, InFlightRuns, until_cancelled
-from codeexec_lsp.llm.base import ChatModel, LlmError
 from codeexec_lsp.logs import watch_secret_names
 from codeexec_lsp.positions import from_client, to_client
 from codeexec_lsp.results import RunResult
 from codeexec_lsp.run_history import ExplanationHistory, ExplanationRecord, RunHistory, RunRecord
 from codeexec_lsp.variables import Completion, variables_markdown
+
+if TYPE_CHECKING:  # explain/fix and the LLM side load on first use, not at start-up
+    from codeexec_lsp.actions.fix import FixOutcome
+    from codeexec_lsp.code_context import DiagnosticInfo
+    from codeexec_lsp.llm.base import ChatModel
 
 log = logging.getLogger(__name__)
 
@@ -484,6 +484,10 @@ class CodeexecServer(LanguageServer):
         return JsonRpcException(message, code=REQUEST_FAILED)
 
     async def explain(self, uri: str, range_: lsp.Range | None) -> dict[str, Any]:
+        from codeexec_lsp.actions.explain import check_not_excluded, explain
+        from codeexec_lsp.code_context import build_context
+        from codeexec_lsp.llm.base import LlmError
+
         document = self.document(uri)
         code = self.snippet_for(document, range_)
         key = ("explain", uri, code.first_line, code.last_line)
@@ -621,6 +625,10 @@ class CodeexecServer(LanguageServer):
     async def fix(
         self, uri: str, range_: lsp.Range | None, diagnostic: DiagnosticInfo | None
     ) -> dict[str, Any]:
+        from codeexec_lsp.actions.explain import check_not_excluded
+        from codeexec_lsp.actions.fix import FixRequest, fix
+        from codeexec_lsp.llm.base import LlmError
+
         if not self.is_open(uri):
             # The fix is applied as a versioned edit, which needs the editor's open copy.
             raise JsonRpcInvalidParams(f"{uri[:200]} is not open in the editor: open it first")
@@ -691,6 +699,8 @@ class CodeexecServer(LanguageServer):
         self, uri: str, version: int | None, lines: list[str], outcome: FixOutcome
     ) -> tuple[bool, str]:
         """Apply as one versioned edit; (applied, why not) — a stale document is refused."""
+        from codeexec_lsp.edits import EditOutsideTarget, to_workspace_edit
+
         stale = (
             "The document changed while the fix was being made, so nothing was changed. "
             "Run Fix with LLM again."
@@ -1174,6 +1184,8 @@ async def run_command(ls: CodeexecServer, *args: Any) -> dict[str, Any]:
 
 
 def _parse_diagnostic(value: Any) -> DiagnosticInfo | None:
+    from codeexec_lsp.code_context import DiagnosticInfo
+
     if value is None:
         return None
     if not isinstance(value, dict) or not isinstance(value.get("message"), str):

@@ -7,6 +7,7 @@ position encoding (UTF-16 by default) is the server's job.
 from __future__ import annotations
 
 import ast
+import bisect
 import os
 import re
 import stat
@@ -51,8 +52,54 @@ class SnippetError(ValueError):
     """The requested range does not describe runnable code (e.g. it is past the end)."""
 
 
+class _Parsed:
+    """What the lookups below derive from one document text, each computed on first use."""
+
+    __slots__ = ("lines", "markers", "statements", "unparsable")
+
+    def __init__(self) -> None:
+        self.lines: list[str] | None = None
+        self.markers: list[int] | None = None
+        self.statements: list[tuple[int, int]] | None = None
+        self.unparsable = False
+
+
+# The last few texts looked at: the server asks about one version of a document many times
+# (a code action at every cursor move, then a run), and a 10,000-line document costs
+# milliseconds per split, marker scan or parse. Keyed by the text itself: pygls hands out
+# the same str object until the document changes, so a lookup is a hash already computed
+# and an identity check.
+_PARSED: dict[str, _Parsed] = {}
+_PARSED_KEPT = 8
+
+
+def _parsed(document: str) -> _Parsed:
+    found = _PARSED.get(document)
+    if found is None:
+        if len(_PARSED) >= _PARSED_KEPT:
+            del _PARSED[next(iter(_PARSED))]
+        found = _PARSED[document] = _Parsed()
+    return found
+
+
 def document_lines(document: str) -> list[str]:
-    return document.splitlines()
+    """The document's lines without their endings; shared between callers: do not change."""
+    parsed = _parsed(document)
+    if parsed.lines is None:
+        parsed.lines = document.splitlines()
+    return parsed.lines
+
+
+def cell_markers(document: str) -> list[int]:
+    """The 0-based lines of the document's `# %%` (or `# In[ ]:`) cell markers."""
+    parsed = _parsed(document)
+    if parsed.markers is None:
+        parsed.markers = [
+            index
+            for index, text in enumerate(document_lines(document))
+            if "#" in text and CELL_MARKER.match(text)
+        ]
+    return parsed.markers
 
 
 def _common_prefix(texts: list[str]) -> str:
@@ -129,29 +176,42 @@ def for_selection(
 
 def cell_span(document: str, line: int) -> tuple[int, int] | None:
     """The `# %%` cell around `line` (0-based, inclusive span), or None without markers."""
-    lines = document_lines(document)
-    markers = [index for index, text in enumerate(lines) if CELL_MARKER.match(text)]
+    markers = cell_markers(document)
     if not markers:
         return None
-    starts = [marker for marker in markers if marker <= line]
-    first = starts[-1] if starts else 0
-    later = [marker for marker in markers if marker > line]
-    last = later[0] - 1 if later else len(lines) - 1
+    later = bisect.bisect_right(markers, line)  # the index of the first marker after `line`
+    first = markers[later - 1] if later else 0
+    last = markers[later] - 1 if later < len(markers) else len(document_lines(document)) - 1
     return (first, max(first, last))
+
+
+def _top_level_spans(document: str) -> list[tuple[int, int]] | None:
+    """(first, last) of each top-level statement, decorators included; None if the
+    document does not parse."""
+    parsed = _parsed(document)
+    if parsed.statements is None and not parsed.unparsable:
+        try:
+            tree = ast.parse(document)
+        except (SyntaxError, ValueError):  # ValueError: lone surrogates, NUL on older Pythons
+            parsed.unparsable = True
+        else:
+            spans = []
+            for node in tree.body:
+                first = node.lineno - 1
+                decorators = getattr(node, "decorator_list", [])
+                if decorators:
+                    first = min(first, *(d.lineno - 1 for d in decorators))
+                spans.append((first, (node.end_lineno or node.lineno) - 1))
+            parsed.statements = spans
+    return parsed.statements
 
 
 def statement_span(document: str, line: int) -> tuple[int, int] | None:
     """The top-level statement (whole block, decorators included) that contains `line`."""
-    try:
-        tree = ast.parse(document)
-    except (SyntaxError, ValueError):  # ValueError: lone surrogates, NUL on older Pythons
+    spans = _top_level_spans(document)
+    if spans is None:
         return _statement_span_by_indentation(document, line)
-    for node in tree.body:
-        first = node.lineno - 1
-        decorators = getattr(node, "decorator_list", [])
-        if decorators:
-            first = min(first, *(d.lineno - 1 for d in decorators))
-        last = (node.end_lineno or node.lineno) - 1
+    for first, last in spans:
         if first <= line <= last:
             return (first, last)
     return None

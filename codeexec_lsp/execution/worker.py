@@ -3,7 +3,8 @@
 Like runner.py, whose compiling, running and error mapping it reuses, it runs under the
 *user's* interpreter, so it uses the standard library only and stays valid Python 3.8.
 
-Arguments: ``--request-fd R --result-fd W [--parent-pid P] [--sandbox POLICY]``. The box
+Arguments: ``--request-fd R --result-fd W [--parent-pid P] [--sandbox POLICY]`` (session.py
+loads this file with ``python -c`` so its bytecode is cached, then calls ``main``). The box
 is built before this interpreter starts (launcher.py), which writes its report as the
 first line of the result pipe; ``--sandbox`` only asks for the subreaper's clean-up.
 
@@ -248,6 +249,9 @@ class Worker:
                 "sandbox": self.sandbox,
             }
         )
+        # Rich outputs load once per process: now, while the server reads `ready`, rather
+        # than inside the first run.
+        self.runner.rich_outputs()
 
     def run(self, request: dict[str, Any]) -> None:
         runner = self.runner
