@@ -20,9 +20,10 @@ from codeexec_lsp.execution import live as live_module
 from codeexec_lsp.execution import session as session_module
 from codeexec_lsp.execution.base import Executor, RunRequest
 from codeexec_lsp.execution.jupyter.executor import JupyterExecutor
-from codeexec_lsp.execution.live import TAIL_CHARS, LiveOutput
+from codeexec_lsp.execution.live import TAIL_CHARS, LiveOutput, run_label
 from codeexec_lsp.execution.local import LocalExecutor
 from codeexec_lsp.execution.session import SessionExecutor
+from codeexec_lsp.present_outputs import live_output_page
 
 
 def test_a_line_split_across_chunks_is_one_line() -> None:
@@ -285,3 +286,31 @@ def test_the_session_feed_cuts_the_marker_even_split_across_chunks() -> None:
     assert live.stdout == "last words"
     feed.finish()
     assert live.stdout == "last words\x00codeexec"
+
+
+# --- what Show output and progress make of it ------------------------------------------
+
+
+def test_the_page_of_a_run_in_progress_says_it_is_running_and_escapes_its_output() -> None:
+    png = {
+        "output_type": "display_data",
+        "data": {"image/png": "iVBORw0KGgo=", "text/plain": "<Figure size 640x480>"},
+        "metadata": {},
+    }
+    page = live_output_page(
+        "train.py, lines 3–9", 12.4, "epoch 1 <b>\n", "warn & go\n", [png], omitted=(5000, 0)
+    )
+    assert "running for 12 s — output so far" in page
+    assert "epoch 1 &lt;b&gt;" in page and "warn &amp; go" in page
+    assert '<img alt="figure 1" src="data:image/png;base64,iVBORw0KGgo=">' in page
+    assert "the first 5,000 characters are not shown" in page
+    assert "Content-Security-Policy" in page
+    queued = live_output_page("t", 3, "", "", waiting_for="the run at lines 1–4 of a.py")
+    assert "queued for 3 s, waiting for the run at lines 1–4 of a.py" in queued
+    assert "running for" not in queued
+    assert "No output yet." in live_output_page("t", 0, "", "")
+
+
+def test_a_queued_run_names_the_run_it_waits_for() -> None:
+    assert run_label(9, 19, "/w/train.py", "/w/train.py") == "the run at lines 10–20"
+    assert run_label(4, 4, "/w/train.py", "/w/other.py") == "the run at line 5 of train.py"
