@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from codeexec_lsp import snippet
 from codeexec_lsp.actions import variables as actions
@@ -153,6 +155,31 @@ def test_key_items_inside_quotes_are_bare_and_escaped_literals_otherwise() -> No
     bare = key_completions(keys, "", None)
     assert [c.insert for c in bare] == ['"k"', '"say \\"hi\\""', "3"]
     assert [c.label for c in key_completions(keys, "k", "'")] == ["k"]
+
+
+# Lines made of the pieces that matter here (names, dots, brackets, quotes, comments).
+PYTHONISH = st.lists(
+    st.sampled_from([*"an_.[]()'\"#\\ 1é", "if", "d[", "os.", '"""']),
+    max_size=20,
+).map("".join)
+
+
+@given(line=st.text(max_size=40) | PYTHONISH, column=st.integers(-5, 50))
+def test_any_line_and_column_give_a_name_inside_the_line_or_none(line: str, column: int) -> None:
+    found = name_at(line, column)
+    if found is not None:
+        assert 0 <= found.start < found.end <= len(line)
+        assert line[found.start : found.end] == found.path[-1]
+        assert all(part.isidentifier() for part in found.path)
+
+
+@given(before=st.text(max_size=40) | PYTHONISH)
+def test_any_text_before_the_cursor_gives_a_sound_completion_context(before: str) -> None:
+    context = completion_context(before)
+    if context is not None:
+        assert before.endswith(context.prefix)
+        assert all(part.isidentifier() for part in context.path)
+        assert context.quote in (None, "'", '"')
 
 
 # --- the inspector, in this process ------------------------------------------------------------
