@@ -220,7 +220,7 @@ async def fix(model: ChatModel, request: FixRequest, run_lines: RunLines) -> Fix
     )
     message = (
         f"No verified fix after {request.attempts} attempt(s); nothing was changed. "
-        f"The last candidate {outcome.rstrip('.')}."  # a run's own message ends with one
+        f"The last candidate {outcome.removesuffix('.')}."  # a run's own message ends with one
     )
     if candidate is None:
         return FixOutcome(False, request.attempts, message)
