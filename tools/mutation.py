@@ -68,7 +68,19 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "logs": ("codeexec_lsp/logs.py", ["tests/unit/test_logs.py", PROMISES]),
     # limits
     "capture": ("codeexec_lsp/execution/capture.py", ["tests/unit/test_capture.py"]),
-    "local": ("codeexec_lsp/execution/local.py", ["tests/unit/test_local_executor.py"]),
+    "local": (
+        "codeexec_lsp/execution/local.py",
+        ["tests/unit/test_local_executor.py", "tests/unit/test_mutation_local.py"],
+    ),
+    # the sandbox launcher: every process-based run starts through it
+    "launcher": (
+        "codeexec_lsp/execution/launcher.py",
+        [
+            "tests/unit/test_local_executor.py",
+            "tests/unit/test_sandbox.py",
+            "tests/unit/test_mutation_launcher.py",
+        ],
+    ),
     # edits and fixes
     "edits": (
         "codeexec_lsp/edits.py",
@@ -76,7 +88,12 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     ),
     "fix": (
         "codeexec_lsp/actions/fix.py",
-        ["tests/unit/test_fix_loop.py", "tests/unit/test_untrusted_answers.py", PROMISES],
+        [
+            "tests/unit/test_fix_loop.py",
+            "tests/unit/test_untrusted_answers.py",
+            "tests/unit/test_mutation_fix.py",
+            PROMISES,
+        ],
     ),
     "untrusted": (
         "codeexec_lsp/actions/untrusted.py",
@@ -198,6 +215,9 @@ def run_module(
 ) -> Score:
     path, tests = MODULES[name]
     project = Path(tempfile.mkdtemp(prefix=f"codeexec-mutation-{name}-"))
+    # mkdtemp makes it 0700: the sandbox tests run code under another uid (nobody), which
+    # must still reach the copy's sandbox_child.py and runner.py, as it reaches the project.
+    project.chmod(0o755)
     try:
         copy_project(project, rev)
         configure(project, path, tests)
