@@ -1049,8 +1049,10 @@ def _kind_matches(kind: str | None, wanted: str) -> bool:
 @server.feature(lsp.TEXT_DOCUMENT_HOVER)
 async def hover(ls: CodeexecServer, params: lsp.HoverParams) -> lsp.Hover | None:
     """On a run line (or an explained one): that run's result (and the explanation), as
-    before. Anywhere else in a Python document: the live value of the name under the cursor
-    in the folder's session; nothing when the session does not hold it."""
+    before; on the lines of a run still going (or queued): nothing until it ends, so an
+    editor waiting for the run's hover never takes "(session busy)" for it. Anywhere else
+    in a Python document: the live value of the name under the cursor in the folder's
+    session; nothing when the session does not hold it."""
     uri, line = params.text_document.uri, params.position.line
     parts = []
     if (record := ls.history.at_line(uri, line)) is not None:
@@ -1064,6 +1066,9 @@ async def hover(ls: CodeexecServer, params: lsp.HoverParams) -> lsp.Hover | None
     if parts:
         value = "\n\n---\n\n".join(parts)
         return lsp.Hover(contents=lsp.MarkupContent(kind=lsp.MarkupKind.Markdown, value=value))
+    going = [key for key in list(ls.live_runs) if key[0] == uri and key[1] <= line <= key[2]]
+    if going:
+        return None
     return await _variable_hover(ls, params)
 
 

@@ -169,6 +169,8 @@ async def test_hover_says_busy_while_code_runs(editor: LanguageClient, workspace
             break
         await asyncio.sleep(0.05)
     assert seen_busy
+    on_running_line = await hover(editor, uri, 1, 13)  # `time`, in the run still going
+    assert on_running_line is None or long_run.done()  # its result's hover comes at the end
     listed = await variables(editor, uri)
     assert "(session busy)" in listed.get("message", "") or long_run.done()
     completions = await complete(editor, uri, 2, 1)
