@@ -587,6 +587,22 @@ class _Session:
         self.inspections = 0  # ids of inspect requests (answers carry them back)
         self.inspecting = False  # `lock` is held by a question, not a run
         self.running: Snippet | None = None  # what the run holding `lock` runs, if one does
+        # The watchers of runs waiting for `lock`, with their files: told what they wait for.
+        self.queued: list[tuple[LiveOutput, str]] = []
+
+    def holder(self, seen_from: str) -> str:
+        """What holds `lock`, as a queued run's progress says it ("waiting for …")."""
+        running = self.running
+        if running is not None:
+            return run_label(running.first_line, running.last_line, running.path, seen_from)
+        if self.inspecting:
+            return "a look at the session's variables"
+        return "the session to start"
+
+    def tell_queued(self) -> None:
+        """The lock changed hands: every queued run now waits for the new holder."""
+        for live, path in self.queued:
+            live.waiting_for = self.holder(path)
 
     @property
     def unused(self) -> bool:
@@ -1028,22 +1044,22 @@ class SessionExecutor:
         started = time.perf_counter()
         session = self._session((request.cwd, request.sandbox))
         live = request.live
+        waiter = None
         if live is not None and session.lock.locked():
             # Said in the queued run's progress: "waiting for the run at lines 10–20".
-            running = session.running
-            live.waiting_for = (
-                run_label(running.first_line, running.last_line, running.path, request.snippet.path)
-                if running is not None
-                else "the session to start"
-            )
+            waiter = (live, request.snippet.path)
+            session.queued.append(waiter)
+            live.waiting_for = session.holder(request.snippet.path)
         try:
             acquired = await _acquire(session.lock, cancel)
         finally:
-            if live is not None:
-                live.waiting_for = None
+            if waiter is not None:
+                session.queued.remove(waiter)
+                waiter[0].waiting_for = None
         if not acquired:
             return _cancelled(request, started)
         session.running = request.snippet
+        session.tell_queued()
         try:
             if session.closed:
                 return _cancelled(request, started, "Cancelled: the session was closed.")

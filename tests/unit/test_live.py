@@ -131,8 +131,11 @@ def interruptible_children() -> Iterator[None]:
     signal.signal(signal.SIGINT, previous)
 
 
-def gated_request(tmp_path: Path, name: str = "gated.py", **settings: Any) -> RunRequest:
-    code = GATED.format(gate=str(tmp_path / "go"))
+def gated_request(
+    tmp_path: Path, name: str = "gated.py", gate: str = "go", **settings: Any
+) -> RunRequest:
+    """A run that prints, then waits until the file `gate` exists, then prints again."""
+    code = GATED.format(gate=str(tmp_path / gate))
     path = tmp_path / name
     path.write_text(code)
     request = build_request(snippet.whole_file(code, str(path)), Settings(**settings), tmp_path)
@@ -229,39 +232,82 @@ async def test_the_jupyter_executor_feeds_output_and_figures_as_they_come(
             result = await running
         assert result.status == "ok", result.message
         assert list(result.outputs) == live.outputs
+        # A run queued behind a busy kernel says which run it waits for.
+        busy = gated_request(tmp_path, "a.py", gate="go_a")
+        queued = gated_request(tmp_path, "b.py")  # its gate "go" exists: it ends at once
+        assert busy.live is not None and queued.live is not None
+        running = [asyncio.ensure_future(executor.run(busy))]
+        await until(lambda: "first" in busy.live.stdout, "the kernel run printing")  # type: ignore[union-attr]
+        running.append(asyncio.ensure_future(executor.run(queued)))
+        await until(lambda: queued.live.waiting_for is not None, "queued")  # type: ignore[union-attr]
+        assert queued.live.waiting_for == "the run at lines 1–7 of a.py"
+        (tmp_path / "go_a").touch()
+        assert [r.status for r in await asyncio.gather(*running)] == ["ok", "ok"]
+        assert queued.live.waiting_for is None
     finally:
+        (tmp_path / "go_a").touch()
         await executor.close()
 
 
-async def test_a_run_queued_behind_a_busy_session_says_which_run_it_waits_for(
+async def test_queued_runs_say_which_run_they_wait_for_as_the_queue_moves(
     tmp_path: Path,
 ) -> None:
     executor = SessionExecutor()
+    first = gated_request(tmp_path, "a.py", gate="go_a")
+    second = gated_request(tmp_path, "b.py", gate="go_b")
+    code = "print('third ran')\n"
+    (tmp_path / "c.py").write_text(code)
+    third = dataclasses.replace(
+        build_request(snippet.whole_file(code, str(tmp_path / "c.py")), Settings(), tmp_path),
+        live=LiveOutput(),
+    )
+    lives = [request.live for request in (first, second, third)]
+    assert all(live is not None for live in lives)
+    first_live, second_live, third_live = lives  # type: ignore[misc]
     try:
-        busy = gated_request(tmp_path, executor="session")
-        assert busy.live is not None
+        running = [asyncio.ensure_future(executor.run(first))]
+        await until(lambda: "first" in first_live.stdout, "the first run printing")
+        running.append(asyncio.ensure_future(executor.run(second)))
+        await until(lambda: second_live.waiting_for is not None, "the second run queued")
+        running.append(asyncio.ensure_future(executor.run(third)))
+        await until(lambda: third_live.waiting_for is not None, "the third run queued")
+        assert first_live.waiting_for is None
+        assert second_live.waiting_for == "the run at lines 1–7 of a.py"
+        assert third_live.waiting_for == "the run at lines 1–7 of a.py"
+        assert second_live.stdout == third_live.stdout == ""
+        (tmp_path / "go_a").touch()
+        # The queue moved on: the second run goes, the third now waits for it.
+        await until(lambda: "first" in second_live.stdout, "the second run printing")
+        assert second_live.waiting_for is None
+        assert third_live.waiting_for == "the run at lines 1–7 of b.py"
+        (tmp_path / "go_b").touch()
+        results = await asyncio.gather(*running)
+        assert [result.status for result in results] == ["ok", "ok", "ok"]
+        assert results[2].stdout == third_live.stdout == "third ran\n"
+        assert third_live.waiting_for is None
+    finally:
+        (tmp_path / "go_a").touch()
+        (tmp_path / "go_b").touch()
+        await executor.close()
+
+
+async def test_a_run_cancelled_while_queued_leaves_the_queue(tmp_path: Path) -> None:
+    executor = SessionExecutor()
+    busy = gated_request(tmp_path, "a.py")
+    queued = gated_request(tmp_path, "b.py", gate="never")
+    assert busy.live is not None and queued.live is not None
+    cancel = asyncio.Event()
+    try:
         first = asyncio.ensure_future(executor.run(busy))
-        await until(lambda: "first" in busy.live.stdout, "the first run started")  # type: ignore[union-attr]
-        code = "print('queued ran')\n"
-        path = tmp_path / "other.py"
-        path.write_text(code)
-        queued = dataclasses.replace(
-            build_request(
-                snippet.whole_file(code, str(path)), Settings(executor="session"), tmp_path
-            ),
-            live=LiveOutput(),
-        )
-        second = asyncio.ensure_future(executor.run(queued))
-        assert queued.live is not None
-        await until(lambda: queued.live.waiting_for is not None, "waiting_for")  # type: ignore[union-attr]
-        assert queued.live.waiting_for == "the run at lines 1–7 of gated.py"
-        assert not second.done()
+        await until(lambda: "first" in busy.live.stdout, "the first run printing")  # type: ignore[union-attr]
+        second = asyncio.ensure_future(executor.run(queued, cancel))
+        await until(lambda: queued.live.waiting_for is not None, "queued")  # type: ignore[union-attr]
+        cancel.set()
+        assert (await second).status == "cancelled"
+        assert queued.live.waiting_for is None
+        assert executor._sessions[(str(tmp_path), "standard")].queued == []
         (tmp_path / "go").touch()
         assert (await first).status == "ok"
-        result = await second
-        assert result.stdout == "queued ran\n"
-        assert queued.live.waiting_for is None
-        assert queued.live.stdout == "queued ran\n"
     finally:
         (tmp_path / "go").touch()
         await executor.close()

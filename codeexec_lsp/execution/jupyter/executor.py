@@ -95,6 +95,20 @@ class _Kernel:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     runs: int = 0
     running: Snippet | None = None  # what the run holding `lock` runs, if one does
+    # The watchers of runs waiting for `lock`, with their files: told what they wait for.
+    queued: list[tuple[LiveOutput, str]] = field(default_factory=list)
+
+    def holder(self, seen_from: str) -> str:
+        """What holds `lock`, as a queued run's progress says it ("waiting for …")."""
+        running = self.running
+        if running is None:
+            return "the kernel to start"
+        return run_label(running.first_line, running.last_line, running.path, seen_from)
+
+    def tell_queued(self) -> None:
+        """The lock changed hands: every queued run now waits for the new holder."""
+        for live, path in self.queued:
+            live.waiting_for = self.holder(path)
 
 
 class JupyterExecutor:
@@ -231,22 +245,22 @@ class JupyterExecutor:
             return internal_result(request, NAME, STRICT_UNSUPPORTED, started)
         slot = self._kernels.setdefault(self._key(request), _Kernel())
         live = request.live
+        waiter = None
         if live is not None and slot.lock.locked():
             # Said in the queued run's progress: "waiting for the run at lines 10–20".
-            running = slot.running
-            live.waiting_for = (
-                run_label(running.first_line, running.last_line, running.path, request.snippet.path)
-                if running is not None
-                else "the kernel to start"
-            )
+            waiter = (live, request.snippet.path)
+            slot.queued.append(waiter)
+            live.waiting_for = slot.holder(request.snippet.path)
         try:
             acquired = await _acquire(slot.lock, cancel)
         finally:
-            if live is not None:
-                live.waiting_for = None
+            if waiter is not None:
+                slot.queued.remove(waiter)
+                waiter[0].waiting_for = None
         if not acquired:
             return self._cancelled(request, started, "Cancelled before it started.")
         slot.running = request.snippet
+        slot.tell_queued()
         try:
             try:
                 connection = await self._ready(slot, request)
