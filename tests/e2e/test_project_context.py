@@ -189,3 +189,26 @@ def test_codeexec_lsp_run_from_the_shell(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert result["stdout"] == "5 top __main__ pkg.sub pkg.sub.mod\n"
     assert result["value"] == repr(str(tmp_path / "pkg" / "sub" / "mod.py"))
+
+
+async def test_a_packages_init_and_main_run_as_the_package(
+    executor: Executor, tmp_path: Path
+) -> None:
+    """`pkg/sub/__init__.py` is the package itself; `pkg/sub/__main__.py` is what
+    `python -m pkg.sub` runs: both import their siblings relatively."""
+    module = make_project(tmp_path)
+    # Importing `.util` imports the package, so its __init__ also runs as itself: only the
+    # run as __main__ prints.
+    shows = (
+        "from .util import x\n"
+        "if __name__ == '__main__':\n"
+        "    print(x, __package__, __spec__.name)\n"
+    )
+    init = module.with_name("__init__.py")
+    init.write_text(shows)
+    main = module.with_name("__main__.py")
+    main.write_text(shows)
+    as_init = await run_file(executor, init, tmp_path)
+    as_main = await run_file(executor, main, tmp_path)
+    assert as_init.stdout == "5 pkg.sub pkg.sub\n", as_init.error
+    assert as_main.stdout == "5 pkg.sub pkg.sub.__main__\n", as_main.error
