@@ -313,10 +313,10 @@ def clip_frames(frames: list[dict[str, Any]], limit: int = MAX_FRAMES) -> list[d
 def _message(exc: BaseException) -> str:
     """str(exc) and its notes (add_note), one per line; a broken __str__ does not lose the run."""
     try:
-        if isinstance(exc, SyntaxError) and isinstance(exc.msg, str) and exc.msg:
+        if isinstance(exc, SyntaxError):
             # As Python's traceback shows it: without str()'s "(file, line N)", which the
             # error's own line and frames already say (a user's compile() or ast.parse()).
-            message = exc.msg
+            message = str(exc.msg or "<no detail available>")
         else:
             message = str(exc)
     except Exception as failure:

@@ -239,3 +239,11 @@ async def test_fresh_processes_do_not_carry_future_features(tmp_path: Path) -> N
     finally:
         await local.close()
     assert after.error is not None and after.error.type == "NameError"
+
+
+async def test_a_bare_syntax_error_reads_as_pythons_traceback_shows_it(
+    executor: Executor, tmp_path: Path
+) -> None:
+    result = await run(executor, "raise SyntaxError\n", tmp_path)
+    assert result.error is not None
+    assert (result.error.type, result.error.message) == ("SyntaxError", "<no detail available>")
