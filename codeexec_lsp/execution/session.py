@@ -556,7 +556,7 @@ def _is_ready(worker: _Worker) -> bool:
     return bool(ready.result())
 
 
-def _has_waiters(lock: asyncio.Lock) -> bool:
+def has_waiters(lock: asyncio.Lock) -> bool:
     """Whether a run is about to take `lock`: just after a release the lock reads as free
     while the next run has been woken but not yet run, and acquiring would queue behind
     it. asyncio.Lock keeps them in `_waiters` (3.8 to 3.13); without it, assume none."""
@@ -678,7 +678,7 @@ class _Session:
         worker = self.worker
         if worker is None or not worker.alive or not _is_ready(worker):
             return InspectAnswer("none")
-        if self.lock.locked() or _has_waiters(self.lock):
+        if self.lock.locked() or has_waiters(self.lock):
             return InspectAnswer("busy")
         await self.lock.acquire()  # free and nobody waiting, so taken at once
         self.inspecting = True
