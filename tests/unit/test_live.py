@@ -195,6 +195,36 @@ async def test_the_session_executor_feeds_output_as_it_comes(tmp_path: Path) -> 
         await executor.close()
 
 
+async def test_unflushed_prints_reach_the_watcher_while_a_session_run_waits(
+    tmp_path: Path,
+) -> None:
+    """The session worker buffers stdout in blocks but flushes it while a run goes: a print
+    without flush=True still shows mid-run (as a terminal would show it)."""
+    code = (
+        "import os, time\n"
+        "print('no flush asked')\n"
+        f"while not os.path.exists({str(tmp_path / 'go')!r}):\n"
+        "    time.sleep(0.02)\n"
+    )
+    (tmp_path / "quiet.py").write_text(code)
+    request = dataclasses.replace(
+        build_request(snippet.whole_file(code, str(tmp_path / "quiet.py")), Settings(), tmp_path),
+        live=LiveOutput(),
+    )
+    live = request.live
+    assert live is not None
+    executor = SessionExecutor()
+    try:
+        running = asyncio.ensure_future(executor.run(request))
+        await until(lambda: "no flush asked" in live.stdout, "the unflushed line")
+        assert not running.done()
+        (tmp_path / "go").touch()
+        assert (await running).stdout == live.stdout == "no flush asked\n"
+    finally:
+        (tmp_path / "go").touch()
+        await executor.close()
+
+
 @pytest.mark.skipif(
     importlib.util.find_spec("ipykernel") is None
     or importlib.util.find_spec("jupyter_client") is None,
