@@ -199,7 +199,9 @@ def hover_markdown(record: RunRecord) -> str:
     if result.stderr:
         parts.append("stderr:\n" + _fence(_clip(result.stderr)))
     if result.value is not None:
-        parts.append("→ " + _fence(_clip(result.value), "python"))
+        # A fence opens only at the start of a line: after "→ " it would be an inline code
+        # span that swallows every later fence (VS Code then shows the plot's image as text).
+        parts.append("→\n" + _fence(_clip(result.value), "python"))
     if result.error is not None and result.status == "error":
         where = f" at line {result.error.line}" if result.error.line else ""
         # The type and message are the code's text: fenced, never live Markdown.

@@ -64,7 +64,7 @@ def test_hover_shows_output_value_and_traceback_safely_fenced() -> None:
     result = RunResult(status="ok", stdout="```\nhi\n", value="3", interpreter="/usr/bin/python3")
     markdown = present.hover_markdown(RunRecord(0, 1, result, "lines 1–2", "/p/a.py"))
     assert "````text\n```\nhi\n````" in markdown
-    assert "→ ```python\n3\n```" in markdown and "/usr/bin/python3" in markdown
+    assert "→\n```python\n3\n```" in markdown and "/usr/bin/python3" in markdown
 
 
 # --- what the code raised: small diagnostics, clipped hovers, no live Markdown ------------------
