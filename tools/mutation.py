@@ -5,6 +5,7 @@
     python tools/mutation.py redact logs    # some of them (names as in the table below)
     python tools/mutation.py --survivors    # also print each surviving mutant's diff
     python tools/mutation.py app --only '*_authorize*' '*_read_body*'   # some functions
+    python tools/mutation.py --promises     # the six promise tests each catch their bug
 
 mutmut changes one thing at a time in a module (a comparison, a constant, an argument...),
 runs the tests that cover the changed function, and counts the changes no test noticed. Each
@@ -113,6 +114,65 @@ DESELECT: dict[str, list[str]] = {
     "launcher": ["tests/unit/test_sandbox.py::test_a_non_root_server_degrades_to_what_it_may_do"],
     "local": ["tests/unit/test_sandbox.py::test_a_non_root_server_degrades_to_what_it_may_do"],
 }
+
+# Issue 15's six promises, each with the realistic bug that once went unnoticed: (what,
+# file, text, the bug put in its place, the tests that must fail on it). `--promises` puts
+# each bug in a scratch copy and runs its tests; they must pass on the copy without the bug.
+E2E_PROMISES = "tests/e2e/test_promises.py"
+PROMISE_BUGS: list[tuple[str, str, str, str, list[str]]] = [
+    (
+        "a fix raising a different exception is accepted",
+        "codeexec_lsp/actions/fix.py",
+        '        if result.status == "ok":',
+        '        if result.status == "ok" or (result.error is not None and request.last_run is not'
+        " None and request.last_run.error is not None and result.error.type !="
+        " request.last_run.error.type):",
+        [f"{PROMISES}::test_candidate_raising_a_new_exception_is_neither_verified_nor_applied"],
+    ),
+    (
+        "the /execute token is compared by length only",
+        "codeexec_lsp/api/app.py",
+        'if not hmac.compare_digest(presented.encode("latin-1"), self._token):',
+        'if len(presented.encode("latin-1")) != len(self._token):',
+        [f"{PROMISES}::test_a_token_close_to_the_real_one_is_refused_and_the_code_never_runs"],
+    ),
+    (
+        "the server's stale-version check is gone",
+        "codeexec_lsp/server.py",
+        "if self.workspace.get_text_document(uri).version != version or outcome.target is None:",
+        "if outcome.target is None:",
+        [
+            f"{E2E_PROMISES}::test_verified_fix_for_an_older_version_is_refused_by_the_server",
+            f"{E2E_PROMISES}::test_unverified_fix_for_an_older_version_is_refused_by_the_server",
+        ],
+    ),
+    (
+        "configure_logging builds the redacting filter but does not attach it",
+        "codeexec_lsp/logs.py",
+        "    redaction = install_redaction(handler, secret_env_names)",
+        "    from codeexec_lsp.redact import RedactingFilter\n"
+        "    redaction = RedactingFilter()\n"
+        "    redaction.add_env_names(secret_env_names)",
+        [f"{PROMISES}::test_configure_logging_alone_redacts_every_handler_from_the_first_line"],
+    ),
+    (
+        "a client column is used without conversion",
+        "codeexec_lsp/positions.py",
+        '    """The code-point column at client offset `units`, clamped to the line."""\n',
+        '    """The code-point column at client offset `units`, clamped to the line."""\n'
+        "    return max(0, min(units, len(line_text)))\n",
+        [
+            f"{E2E_PROMISES}::test_selection_after_an_astral_character_runs_exactly_the_selected_code"
+        ],
+    ),
+    (
+        "`truncated` ignores stderr",
+        "codeexec_lsp/execution/outcome.py",
+        "truncated=stdout.truncated or stderr.truncated,",
+        "truncated=stdout.truncated,",
+        [f"{PROMISES}::test_only_stderr_overflowing_marks_the_run_truncated"],
+    ),
+]
 
 KILLED = {1, 3, 36, 37, 24, -24, 152, 255}  # mutmut's exit codes: a test failed or timed out
 SURVIVED, NO_TESTS, SKIPPED = 0, {5, 33}, 34
@@ -262,6 +322,44 @@ def run_module(
             shutil.rmtree(project, ignore_errors=True)
 
 
+def check_promises(rev: str | None) -> bool:
+    """Each of PROMISE_BUGS: its tests pass on a clean copy and fail with the bug put in."""
+    every_bug_caught = True
+    for what, path, text, bug, tests in PROMISE_BUGS:
+        verdicts = []
+        for mutated in (False, True):
+            project = Path(tempfile.mkdtemp(prefix="codeexec-promise-"))
+            project.chmod(0o755)
+            try:
+                copy_project(project, rev)
+                source = project / path
+                original = source.read_text()
+                if original.count(text) != 1:
+                    sys.exit(f"{path} changed: update PROMISE_BUGS ({what!r}) in {__file__}")
+                if mutated:
+                    source.write_text(original.replace(text, bug))
+                done = subprocess.run(
+                    [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
+                    cwd=project,
+                    capture_output=True,
+                    text=True,
+                    env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+                )
+                lines = done.stdout.strip().splitlines() or ["no output"]
+                verdicts.append((done.returncode, lines[-1]))
+            finally:
+                shutil.rmtree(project, ignore_errors=True)
+        (clean_code, clean), (bug_code, with_bug) = verdicts
+        caught = clean_code == 0 and bug_code == 1
+        every_bug_caught &= caught
+        print(
+            f"{'caught' if caught else 'MISSED'}: {what} "
+            f"(clean: {clean}; with the bug: {with_bug})",
+            flush=True,
+        )
+    return every_bug_caught
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("modules", nargs="*", metavar="MODULE", help=", ".join(MODULES))
@@ -276,7 +374,14 @@ def main() -> None:
         metavar="GLOB",
         help="only mutants whose names match, e.g. '*_authorize*' (the functions of a promise)",
     )
+    parser.add_argument(
+        "--promises",
+        action="store_true",
+        help="instead: check that the tests of issue 15's six promises catch their bugs",
+    )
     args = parser.parse_args()
+    if args.promises:
+        sys.exit(0 if check_promises(args.rev) else 1)
     names = args.modules or list(MODULES)
     unknown = [name for name in names if name not in MODULES]
     if unknown:
