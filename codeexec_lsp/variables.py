@@ -131,15 +131,13 @@ def name_at(line: str, column: int) -> NameAt | None:
     else:
         return None
     word = match.group()
-    if not re.fullmatch(IDENTIFIER, word) or keyword.iskeyword(word):
+    if not word.isidentifier() or keyword.iskeyword(word):
         return None
     chain = re.search(rf"{_NOT_AFTER}({_CHAIN})$", code[: match.end()])
     if chain is None or not chain.group(1).endswith(word):
         return None
-    path = tuple(chain.group(1).split("."))
-    if any(keyword.iskeyword(part) for part in path):
-        return None
-    return NameAt(path, match.start(), match.end())
+    path = _path(chain.group(1))
+    return NameAt(path, match.start(), match.end()) if path else None
 
 
 @dataclass(frozen=True)
@@ -154,8 +152,12 @@ class CompletionContext:
 
 
 def _path(chain: str) -> tuple[str, ...] | None:
+    """The names of `a.b.c`; None if one is a keyword or not an identifier (the regex's
+    `\\w` also matches characters such as `²` that Python does not allow in names)."""
     path = tuple(chain.split("."))
-    return None if any(keyword.iskeyword(part) for part in path) else path
+    if any(keyword.iskeyword(part) or not part.isidentifier() for part in path):
+        return None
+    return path
 
 
 def completion_context(before_cursor: str) -> CompletionContext | None:

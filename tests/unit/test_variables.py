@@ -102,6 +102,7 @@ def test_busy_says_so() -> None:
         ("f().x", 4, None),  # an attribute of a call's result
         ("1.real", 3, None),
         ("x = 12", 5, None),  # a number
+        ("a² = 1", 0, None),  # \w, but not a Python name (found by hypothesis)
         ("", 0, None),
     ],
 )
