@@ -6,8 +6,12 @@ the launcher imports runs only in the user's code, once confined, never in the l
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import sysconfig
 from pathlib import Path
 
+import codeexec_lsp
 from codeexec_lsp import snippet
 from codeexec_lsp.actions.run import build_request
 from codeexec_lsp.config import Settings
@@ -49,3 +53,69 @@ async def test_a_module_on_the_users_pythonpath_never_runs_in_the_launcher(
     importers = marker.read_text().split() if marker.exists() else []
     # Only the user's code imported it: it got its PYTHONPATH, the launcher did not.
     assert importers and all(name == "runner.py" for name in importers), importers
+
+
+# Writes which program started, from a .pth file in the interpreter's site-packages: such
+# a file runs at every start of that interpreter that imports `site`.
+PLANTED_PTH = (
+    "import os, sys; os.environ.get('PLANTED_MARKER') and open(os.environ['PLANTED_MARKER'], "
+    "'a').write(os.path.basename(sys.argv[0] or '-c') + '\\n')\n"
+)
+
+RUN_ONCE = """\
+import asyncio, sys
+sys.path.insert(0, sys.argv[1])
+from codeexec_lsp import snippet
+from codeexec_lsp.execution.base import RunRequest
+from codeexec_lsp.execution.local import LocalExecutor
+code = "print(6 * 7)\\n"
+request = RunRequest(snippet.whole_file(code, sys.argv[2]), sys.executable, sys.argv[3], {
+    "PATH": "/usr/bin:/bin", "PLANTED_MARKER": sys.argv[4]})
+result = asyncio.run(LocalExecutor().run(request))
+print(result.status, result.stdout.strip())
+"""
+
+
+def test_a_pth_file_in_the_servers_own_site_packages_never_runs_in_the_launcher(
+    tmp_path: Path,
+) -> None:
+    """The launcher skips `site` (`python -S`): a .pth file that code running as the user
+    could write into the server's environment runs, at most, in the user's code, once
+    confined. The server runs here from a fresh environment holding such a file."""
+    environment = tmp_path / "server-env"
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(environment)],
+        check=True,
+        capture_output=True,
+    )
+    python = environment / "bin" / "python"
+    site_packages = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
+    # The test's own packages (mutmut's too, when mutated code runs), then the plant.
+    (site_packages / "a_outer.pth").write_text(
+        f"import site; site.addsitedir({sysconfig.get_path('purelib')!r})\n"
+    )
+    (site_packages / "planted.pth").write_text(PLANTED_PTH)
+    project = Path(codeexec_lsp.__file__).resolve().parent.parent
+    marker = tmp_path / "started.txt"
+    source = tmp_path / "main.py"
+    source.write_text("print(6 * 7)\n")
+    done = subprocess.run(
+        [str(python), "-c", RUN_ONCE, str(project), str(source), str(tmp_path), str(marker)],
+        cwd=project,
+        env={**os.environ, "PLANTED_MARKER": str(marker)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.stdout.strip().splitlines()[-1:] == ["ok 42"], done
+    started = marker.read_text().split()
+    # It ran in the server ("-c") and in the user's code, never in the launcher.
+    assert "-c" in started and "runner.py" in started, started
+    assert "sandbox_child.py" not in started, started
