@@ -68,7 +68,7 @@ def summary(samples: list[float]) -> dict[str, float]:
 
 def _converter() -> Any:
     # lsprotocol 2025.0.0 decodes a CodeAction carrying a `command` as a bare Command.
-    converter = default_converter()
+    converter = default_converter()  # type: ignore[no-untyped-call]
 
     def command_or_action(obj: Any, _: Any) -> Any:
         kind = lsp.Command if isinstance(obj.get("command"), str) else lsp.CodeAction
@@ -85,7 +85,7 @@ def make_client() -> LanguageClient:
     client = LanguageClient(converter_factory=_converter)
     register_lsp_features(client)
 
-    @client.feature(lsp.WORKSPACE_INLAY_HINT_REFRESH)
+    @client.feature(lsp.WORKSPACE_INLAY_HINT_REFRESH)  # type: ignore[untyped-decorator]
     def inlay_hint_refresh(params: None) -> None:
         return None
 
@@ -137,7 +137,7 @@ async def run(client: LanguageClient, uri: str, range_: dict[str, Any] | None = 
     result = await client.workspace_execute_command_async(
         lsp.ExecuteCommandParams(command="codeexec.run", arguments=arguments)
     )
-    if result["status"] != "ok":
+    if not isinstance(result, dict) or result["status"] != "ok":
         raise RuntimeError(f"benchmark run failed: {result}")
     return result
 
