@@ -15,6 +15,8 @@ import codeexec_lsp
 from codeexec_lsp import snippet
 from codeexec_lsp.actions.run import build_request
 from codeexec_lsp.config import Settings
+from codeexec_lsp.execution.base import Limits
+from codeexec_lsp.execution.launcher import Box
 from codeexec_lsp.execution.local import LocalExecutor
 
 # Shadows the stdlib json (which both the launcher and the runner import): notes which
@@ -119,3 +121,15 @@ def test_a_pth_file_in_the_servers_own_site_packages_never_runs_in_the_launcher(
     # It ran in the server ("-c") and in the user's code, never in the launcher.
     assert "-c" in started and "runner.py" in started, started
     assert "sandbox_child.py" not in started, started
+
+
+def test_a_launcher_that_never_reported_still_names_the_profile_asked_for(
+    tmp_path: Path,
+) -> None:
+    """The launcher died before saying what it applied (or said something unreadable): the
+    report shown on hover and by `doctor` still says which profile the run asked for."""
+    for profile in ("strict", "standard"):
+        box = Box.of(str(tmp_path), {}, Limits(), profile, network=False)
+        report = box.report(box.guard(), None)
+        assert report.profile == profile
+        assert report.to_json()["profile"] == profile
