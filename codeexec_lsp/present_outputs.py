@@ -38,6 +38,8 @@ RASTER_TYPES = ("image/png", "image/jpeg", "image/gif")
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 _PANDAS_SHAPE = re.compile(r"\[(\d+) rows x (\d+) columns\]\s*$")
 _NO_META = re.compile(r"<(?=meta\b)", re.IGNORECASE)
+# A live page (a run still going) reloads itself this often; the server rewrites it as often.
+LIVE_PAGE_REFRESH_S = 2
 PAGE_CSP = (
     "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
     "form-action 'none'; base-uri 'none'"
@@ -362,20 +364,28 @@ def live_output_page(
     outputs: Sequence[dict[str, Any]] = (),
     waiting_for: str | None = None,
     omitted: tuple[int, int] = (0, 0),
+    ended: bool = False,
 ) -> str:
     """A run still going, as far as it got: its output so far (the tail a LiveOutput
     keeps: `omitted` counts the stdout and stderr characters before it) and rich outputs
-    so far, marked as running, or as queued while it waits for `waiting_for`. Show output
-    again once it ends gives the whole result."""
+    so far, marked as running, or as queued while it waits for `waiting_for`. The page
+    reloads itself every LIVE_PAGE_REFRESH_S (the server rewrites it while the run goes,
+    and with the whole result at its end). `ended`: the run ended but left no result to
+    show (cancelled, or its lines changed while it ran): the last output seen, no reload."""
     seconds = f"{elapsed_s:.0f} s"
-    if waiting_for:
+    if ended:
+        status = (
+            f"ended after {seconds} without a result to show (cancelled, or its lines "
+            "changed while it ran) — its output as last seen"
+        )
+    elif waiting_for:
         status = f"queued for {seconds}, waiting for {waiting_for} — nothing run yet"
     else:
         status = f"running for {seconds} — output so far"
+    after = "" if ended else " This page follows the run until it ends."
     body = [
         f"<h1>{html.escape(title)}</h1>",
-        f'<p class="note">{html.escape(status)}. Show output again once it ends for the '
-        "whole result.</p>",
+        f'<p class="note">{html.escape(status)}.{after}</p>',
     ]
     for name, count in zip(("Output", "stderr"), omitted, strict=True):
         if count:
@@ -387,7 +397,7 @@ def live_output_page(
     body += _outputs_html(outputs)
     if not (stdout or stderr or outputs or waiting_for):
         body.append('<p class="note">No output yet.</p>')
-    return _page(title, body)
+    return _page(title, body, refresh_s=None if ended else LIVE_PAGE_REFRESH_S)
 
 
 def _streams_html(stdout: str, stderr: str) -> list[str]:
@@ -411,10 +421,12 @@ def _outputs_html(outputs: Sequence[dict[str, Any]]) -> list[str]:
     return body
 
 
-def _page(title: str, body: list[str]) -> str:
+def _page(title: str, body: list[str], refresh_s: int | None = None) -> str:
+    # Our own reload of a live page (the code's HTML never gets a <meta>: _output_html).
+    refresh = f'<meta http-equiv="refresh" content="{refresh_s}">\n' if refresh_s else ""
     return (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8">\n'
-        f'<meta http-equiv="Content-Security-Policy" content="{PAGE_CSP}">\n'
+        f'<meta http-equiv="Content-Security-Policy" content="{PAGE_CSP}">\n{refresh}'
         f"<title>{html.escape(title)}</title>\n<style>{_PAGE_STYLE}</style></head>\n"
         "<body>\n" + "\n".join(body) + "\n</body></html>\n"
     )

@@ -569,8 +569,9 @@ class CodeexecServer(LanguageServer):
         )
 
     async def show_output(self, uri: str, range_: lsp.Range | None) -> dict[str, Any]:
-        """Write the whole result of a run (or, while it goes, its output so far) as one
-        HTML page and open it in the browser."""
+        """Write the whole result of a run as one HTML page and open it in the browser.
+        While the run goes, the page holds its output so far and is kept current (it reloads
+        itself; a task here rewrites it) until the run ends, then holds the whole result."""
         found = self.output_record(uri, range_)
         if isinstance(found, RunRecord):
             first, last, label, path = found.first_line, found.last_line, found.label, found.path
@@ -579,21 +580,51 @@ class CodeexecServer(LanguageServer):
             path = to_fs_path(uri) or unquote(uri)
         stem = path.replace("\\", "/").rsplit("/", 1)[-1].removesuffix(".py") or "output"
         title = f"{stem}.py, {label}"
-        if isinstance(found, RunRecord):
-            page = present_outputs.output_page(found.result, title)
-        else:
-            page = present_outputs.live_output_page(
+        folder = user_cache_dir() / "outputs"
+        # One file per lines: the live page becomes the whole result at the same address.
+        target = folder / f"{stem}-lines-{first + 1}-{last + 1}.html"
+
+        def live_page(ended: bool = False) -> str:
+            return present_outputs.live_output_page(
                 title,
                 live.elapsed(),
                 live.stdout,
                 live.stderr,
                 live.outputs,
-                live.waiting_for,
+                None if ended else live.waiting_for,
                 (live.omitted("stdout"), live.omitted("stderr")),
+                ended=ended,
             )
-        folder = user_cache_dir() / "outputs"
-        # One file per lines: opening it again after the run ends shows the whole result.
-        target = folder / f"{stem}-lines-{first + 1}-{last + 1}.html"
+
+        async def keep_page_current() -> None:
+            key = (uri, first, last)
+            earlier = [record.result for record in self.history.records(uri)]
+            try:
+                while True:
+                    await asyncio.sleep(present_outputs.LIVE_PAGE_REFRESH_S)
+                    if self.live_runs.get(key, (None, None))[1] is not live:
+                        break
+                    target.write_text(live_page(), encoding="utf-8")
+                # run() records the result as it unregisters the run (no await between).
+                recorded = [
+                    record
+                    for record in self.history.records(uri)
+                    if (record.first_line, record.last_line) == (first, last)
+                    and not any(record.result is result for result in earlier)
+                ]
+                final = (
+                    present_outputs.output_page(recorded[-1].result, title)
+                    if recorded
+                    else live_page(ended=True)
+                )
+                target.write_text(final, encoding="utf-8")
+            except OSError as exc:  # the page stays as it was; the hover has the result
+                log.warning("could not update the output page %s: %s", target, exc)
+
+        if isinstance(found, RunRecord):
+            page = present_outputs.output_page(found.result, title)
+        else:
+            page = live_page()
         try:
             folder.mkdir(parents=True, exist_ok=True)
             target.write_text(page, encoding="utf-8")
@@ -603,6 +634,10 @@ class CodeexecServer(LanguageServer):
                 lsp.ShowMessageParams(type=lsp.MessageType.Error, message=message)
             )
             raise JsonRpcException(message, code=REQUEST_FAILED) from exc
+        if not isinstance(found, RunRecord) and not live.followers:
+            follower = asyncio.ensure_future(keep_page_current())
+            live.followers.add(follower)
+            follower.add_done_callback(live.followers.discard)
         page_uri = target.as_uri()
         shown = False
         if self.supports("window.show_document.support"):

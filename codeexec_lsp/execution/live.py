@@ -13,6 +13,7 @@ Each character is copied a bounded number of times however it is chunked.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from typing import Any, Literal
@@ -91,6 +92,9 @@ class LiveOutput:
         # Streams fed since the last line was looked for, oldest first.
         self._unread: list[str] = []
         self._last_line = ""
+        # Tasks that follow this run while it goes (a Show output page kept current), held
+        # here so they live as long as the run is watched.
+        self.followers: set[asyncio.Future[None]] = set()
 
     def feed(self, stream: str, text: str) -> None:
         """Add a chunk of decoded output from ``stream`` ("stdout" or "stderr")."""

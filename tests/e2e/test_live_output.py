@@ -71,9 +71,20 @@ async def test_show_output_while_a_loop_runs_gives_the_lines_so_far(
     assert "running for" in page and "output so far" in page
     assert "tick 0 &lt;b&gt;" in page  # escaped like every page
     assert "tick 3" not in page  # printed a second or more later, after the run is over
+    assert 'http-equiv="refresh"' in page  # the browser reloads it while the run goes
+    # Without another Show output, the server keeps the same page current ...
+    (shown,) = {document.uri for document in vscode.shown_documents}
+    await eventually(lambda: "tick 2" in page_text(shown), "the page following the run")
     result = await running
     assert result["status"] == "ok"
     assert result["stdout"].count("tick") == 4
+    # ... and, once the run is over, it holds the whole result and stops reloading.
+    final = await eventually(
+        lambda: (text := page_text(shown)) and "running for" not in text and text,
+        "the whole result on the followed page",
+    )
+    assert "tick 3 &lt;b&gt;" in final and 'http-equiv="refresh"' not in final
+    assert "ok ·" in final
     finished = await show_output(vscode, uri, rng(2, 0, 2, 0))
     assert "tick 3 &lt;b&gt;" in finished and "running for" not in finished
     # Both pages went to the browser through window/showDocument, the same file each time.
@@ -133,3 +144,31 @@ async def test_a_run_queued_behind_a_busy_session_says_what_it_waits_for(
     assert result["stdout"] == "queued ran\n"
     finished = await show_output(vscode, uri, rng(4, 0, 4, 0))
     assert "queued ran" in finished and "waiting for" not in finished
+
+
+async def test_a_followed_page_of_a_cancelled_run_says_it_ended_without_a_result(
+    vscode: LanguageClient, tmp_path: Path
+) -> None:
+    await start(vscode, "visual-studio-code", tmp_path, options={"executor": "session"})
+    text = "import time\nprint('started', flush=True)\ntime.sleep(60)\n"
+    uri = open_document(vscode, tmp_path / "cancel.py", text)
+    running = asyncio.ensure_future(run(vscode, uri, rng(0, 0, 2, 14)))
+
+    async def running_page() -> str | None:
+        try:
+            page = await show_output(vscode, uri, rng(1, 0, 1, 0))
+        except Exception:
+            return None
+        return page if "started" in page else None
+
+    await eventually(running_page, "the page of the run")
+    (shown,) = {document.uri for document in vscode.shown_documents}
+    token = await eventually(lambda: next(iter(vscode.progress_reports), None), "progress")
+    vscode.window_work_done_progress_cancel(lsp.WorkDoneProgressCancelParams(token=token))
+    assert (await running)["status"] == "cancelled"
+    final = await eventually(
+        lambda: (page := page_text(shown)) and "ended after" in page and page,
+        "the page saying the run ended",
+    )
+    assert "without a result to show" in final and "started" in final
+    assert 'http-equiv="refresh"' not in final

@@ -385,6 +385,11 @@ def test_the_page_of_a_run_in_progress_says_it_is_running_and_escapes_its_output
     assert "queued for 3 s, waiting for the run at lines 1–4 of a.py" in queued
     assert "running for" not in queued
     assert "No output yet." in live_output_page("t", 0, "", "")
+    # The browser reloads a live page (the server rewrites it); an ended one stays put.
+    assert '<meta http-equiv="refresh" content="2">' in page
+    ended = live_output_page("t", 61, "started\n", "", ended=True)
+    assert "ended after 61 s without a result to show" in ended
+    assert "refresh" not in ended and "started" in ended
 
 
 def test_a_queued_run_names_the_run_it_waits_for() -> None:
