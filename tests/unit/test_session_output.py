@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import signal
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -176,3 +177,38 @@ async def test_an_unchanged_document_is_not_sent_again_and_tracebacks_follow_edi
     assert sent[-1]["document"] == edited
     assert changed.error is not None and "# edited version" in changed.error.traceback
     assert "# first version" not in changed.error.traceback
+
+
+async def test_an_unused_early_worker_follows_a_new_interpreter_a_used_one_keeps_its_state(
+    session: SessionExecutor, tmp_path: Path
+) -> None:
+    # The server warms a session at `initialize`, before the client's configuration is in:
+    # if that configuration names another interpreter, the unused worker is simply replaced.
+    other = tmp_path / "bin" / "python"
+    other.parent.mkdir()
+    other.symlink_to(sys.executable)
+    request = request_for("import sys\nsys.executable\n", tmp_path)
+    fields = (request.cwd, request.env, request.limits, request.sys_path)
+    assert await session.warm(request.python, *fields)
+    first_pid = session.pids()[(request.cwd, "standard")]
+    assert await session.warm(str(other), *fields)
+    second_pid = session.pids()[(request.cwd, "standard")]
+    assert second_pid != first_pid
+    result = await session.run(dataclasses.replace(request, python=str(other)))
+    assert result.status == "ok" and result.value == repr(str(other))
+    assert result.message == "" and result.extra["session"]["pid"] == second_pid
+    # Used now: warming for the first interpreter keeps this worker and its state.
+    assert await session.warm(request.python, *fields)
+    assert session.pids()[(request.cwd, "standard")] == second_pid
+
+
+async def test_stop_if_unused_spares_a_worker_that_ran(
+    session: SessionExecutor, tmp_path: Path
+) -> None:
+    request = request_for("x = 1\n", tmp_path)
+    assert await session.warm(request.python, request.cwd, request.env, request.limits)
+    assert await session.stop_if_unused(request.cwd)
+    assert (request.cwd, "standard") not in session.pids()
+    assert (await session.run(request)).status == "ok"
+    assert not await session.stop_if_unused(request.cwd)
+    assert (await run(session, "x\n", tmp_path)).value == "1"
