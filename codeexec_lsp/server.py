@@ -928,6 +928,19 @@ def _parse_target(
 _background: set[asyncio.Future[Any]] = set()
 # The session started at `initialize`, from initializationOptions alone: (cwd, profile).
 _early_session: list[tuple[str, str] | None] = [None]
+# Set once `initialized` has pulled the client's settings (workspace/configuration).
+_settings_pulled = asyncio.Event()
+SETTINGS_WAIT_S = 5.0
+
+
+async def settings_pulled() -> None:
+    """Wait (bounded) until the client's own settings are in: a run sent right after
+    `initialized` must not use initializationOptions alone (say, the standard box where the
+    workspace configuration asks for strict). A client that never sends `initialized`
+    costs its first run SETTINGS_WAIT_S."""
+    if not _settings_pulled.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(_settings_pulled.wait(), SETTINGS_WAIT_S)
 
 
 async def _warm_early(ls: CodeexecServer) -> None:
@@ -954,8 +967,11 @@ def initialize(ls: CodeexecServer, params: lsp.InitializeParams) -> None:
 
 @server.feature(lsp.INITIALIZED)
 async def initialized(ls: CodeexecServer, params: lsp.InitializedParams) -> None:
-    await ls.pull_settings()
-    ls.apply_settings()
+    try:
+        await ls.pull_settings()
+        ls.apply_settings()
+    finally:
+        _settings_pulled.set()
     key = await ls.warm_session()
     early, _early_session[0] = _early_session[0], None
     if early is not None and early != key:
