@@ -176,6 +176,22 @@ def ratios(
     def median(rows: dict[str, dict[str, float]], name: str) -> float:
         return rows[name]["median"]
 
+    found: dict[str, float] = {}
+    if trips:
+        found.update(trip_ratios(trips))
+    minimal_start = median(starts, "minimal pygls") if starts else 0.0
+    for name in starts:
+        if "codeexec" in name:
+            found[f"start → initialize, {name} / minimal pygls (goal ≤ 1.15)"] = (
+                median(starts, name) / minimal_start
+            )
+    return found
+
+
+def trip_ratios(trips: dict[str, dict[str, float]]) -> dict[str, float]:
+    def median(rows: dict[str, dict[str, float]], name: str) -> float:
+        return rows[name]["median"]
+
     floor = median(trips, "minimal pygls constant")
     loop_floor = median(trips, "minimal pygls constant, loop reader")
     found: dict[str, float] = {}
@@ -192,12 +208,6 @@ def ratios(
         jupyter = median(trips, "Jupyter execute_interactive 1+1")
         found["minimal pygls / Jupyter"] = floor / jupyter
         found["minimal pygls, loop reader / Jupyter"] = loop_floor / jupyter
-    minimal_start = median(starts, "minimal pygls") if starts else 0.0
-    for name in starts:
-        if "codeexec" in name:
-            found[f"start → initialize, {name} / minimal pygls (goal ≤ 1.15)"] = (
-                median(starts, name) / minimal_start
-            )
     return found
 
 
@@ -221,10 +231,13 @@ def parse_trees(specs: list[str]) -> dict[str, Path]:
 
 
 async def main(arguments: argparse.Namespace, trees: dict[str, Path]) -> int:
-    trips = await round_trips(arguments.runs, trees, not arguments.no_jupyter)
+    trips = (
+        await round_trips(arguments.runs, trees, not arguments.no_jupyter) if arguments.runs else {}
+    )
     starts = await start_ups(arguments.start_runs, trees) if arguments.start_runs else {}
     found = ratios(trips, starts)
-    print(table("round trip", trips))
+    if trips:
+        print(table("round trip", trips))
     if starts:
         print()
         print(table("process start → initialize answered", starts))

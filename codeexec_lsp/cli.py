@@ -15,26 +15,21 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from codeexec_lsp import __version__, snippet
-from codeexec_lsp.actions.explain import check_not_excluded, explain
-from codeexec_lsp.actions.fix import FixRequest, fix
 from codeexec_lsp.actions.run import build_request, untrusted
 from codeexec_lsp.api.cli import add_api_arguments, api_command
-from codeexec_lsp.cache import TextCache, user_cache_dir
-from codeexec_lsp.code_context import build_context
 from codeexec_lsp.config import EXECUTORS, Settings, merge, parse_settings
-from codeexec_lsp.edits import unified_diff
-from codeexec_lsp.execution import sandbox
-from codeexec_lsp.execution.base import RunRequest
 from codeexec_lsp.execution.environment import looks_secret
-from codeexec_lsp.execution.local import LocalExecutor
-from codeexec_lsp.execution.registry import Executors
 from codeexec_lsp.interpreters import find_interpreter
-from codeexec_lsp.llm.base import ChatModel, LlmError
 from codeexec_lsp.logs import configure_logging
 from codeexec_lsp.results import EXIT_CODES, RunResult
+
+if TYPE_CHECKING:  # `serve` needs none of these: each command imports what it uses
+    from codeexec_lsp.execution import sandbox
+    from codeexec_lsp.execution.base import RunRequest
+    from codeexec_lsp.llm.base import ChatModel
 
 USAGE_ERROR = 2
 # What a shell reports for a process ended by SIGPIPE (128 + 13): `cmd | head -1` exits so.
@@ -254,6 +249,8 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 async def _run_once(settings: Settings, request: RunRequest) -> RunResult:
+    from codeexec_lsp.execution.registry import Executors
+
     executors = Executors(prestart=False)
     try:
         return await executors.for_settings(settings).run(request)
@@ -286,6 +283,8 @@ def _mask(name: str | None) -> str:
 def _probe_problems(report: sandbox.SandboxReport) -> list[str]:
     """Where the sandbox probe itself failed (as opposed to a layer this machine cannot
     offer, which the report already explains): its child did not start or did not report."""
+    from codeexec_lsp.execution import sandbox
+
     errors = [
         note.removeprefix("error:").strip() for note in report.notes if note.startswith("error:")
     ]
@@ -318,6 +317,8 @@ def _interpreter_version(python: str) -> tuple[str | None, str]:
 def doctor_command(args: argparse.Namespace) -> int:
     """Print what a run gets here; exit 1 if any check failed (the last line says which),
     so scripts and CI can rely on the status."""
+    from codeexec_lsp.execution import sandbox
+
     problems: list[str] = []
     raw = _read_settings_option(args.settings) if args.settings else {}
     settings, warnings = parse_settings(raw)
@@ -430,6 +431,12 @@ def _chat_model(settings: Settings) -> ChatModel:
 
 
 def explain_command(args: argparse.Namespace) -> int:
+    from codeexec_lsp.actions.explain import check_not_excluded, explain
+    from codeexec_lsp.cache import TextCache, user_cache_dir
+    from codeexec_lsp.code_context import build_context
+    from codeexec_lsp.execution.local import LocalExecutor
+    from codeexec_lsp.llm.base import LlmError
+
     settings = _load_settings(args.settings, {})
     text, path, first, last = _read_lines(args)
     last_run = None
@@ -460,6 +467,12 @@ def explain_command(args: argparse.Namespace) -> int:
 
 
 def fix_command(args: argparse.Namespace) -> int:
+    from codeexec_lsp.actions.explain import check_not_excluded
+    from codeexec_lsp.actions.fix import FixRequest, fix
+    from codeexec_lsp.edits import unified_diff
+    from codeexec_lsp.execution.local import LocalExecutor
+    from codeexec_lsp.llm.base import LlmError
+
     settings = _load_settings(args.settings, {})
     text, path, first, last = _read_lines(args)
     workspace = _project_root(Path(path))
