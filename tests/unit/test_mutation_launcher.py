@@ -11,6 +11,8 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import pytest
+
 import codeexec_lsp
 from codeexec_lsp import snippet
 from codeexec_lsp.actions.run import build_request
@@ -18,6 +20,7 @@ from codeexec_lsp.config import Settings
 from codeexec_lsp.execution.base import Limits
 from codeexec_lsp.execution.launcher import Box
 from codeexec_lsp.execution.local import LocalExecutor
+from codeexec_lsp.execution.sandbox import _memory_parent
 
 # Shadows the stdlib json (which both the launcher and the runner import): notes which
 # program imported it, then hands over the real module.
@@ -133,3 +136,28 @@ def test_a_launcher_that_never_reported_still_names_the_profile_asked_for(
         report = box.report(box.guard(), None)
         assert report.profile == profile
         assert report.to_json()["profile"] == profile
+
+
+MEMFD_HOG = """\
+import os
+fd = os.memfd_create("hog")
+block = b"x" * (1 << 20)
+for _ in range(300):
+    os.write(fd, block)
+print("wrote 300 MB")
+"""
+
+
+async def test_the_memory_bound_reaches_the_box_and_counts_memfd_pages(tmp_path: Path) -> None:
+    """memoryMb becomes the box's memory cgroup, which counts what no rlimit sees: pages
+    of a memfd (or of /dev/shm). 300 MB of them under memoryMb=128 stop the run."""
+    if _memory_parent()[0] is None:
+        pytest.skip(f"no memory cgroup on this machine: {_memory_parent()[1]}")
+    source = tmp_path / "hog.py"
+    source.write_text(MEMFD_HOG)
+    request = build_request(
+        snippet.whole_file(MEMFD_HOG, str(source)), Settings(memory_mb=128), tmp_path
+    )
+    result = await LocalExecutor().run(request)
+    assert (result.status, result.stdout) == ("limit", ""), result
+    assert result.message.startswith("Memory limit: the run used more than 128 MB")
