@@ -311,6 +311,8 @@ class Worker:
             answer = inspector.inspect_request(request, self.namespace)
         except Exception as exc:  # the session must outlive a failed look
             answer = {"inspected": request.get("id"), "error": f"{type(exc).__name__}: {exc}"}
+        # What a __repr__ printed belongs between runs, not to the next run's output.
+        self.flush_output()
         self.send(answer)
 
 

@@ -212,3 +212,22 @@ async def test_stop_if_unused_spares_a_worker_that_ran(
     assert (await session.run(request)).status == "ok"
     assert not await session.stop_if_unused(request.cwd)
     assert (await run(session, "x\n", tmp_path)).value == "1"
+
+
+async def test_output_from_an_inspection_does_not_join_the_next_run(
+    session: SessionExecutor, tmp_path: Path
+) -> None:
+    # A __repr__ that writes past the inspector's stdout swap, into the buffered stream.
+    code = (
+        "import sys\n"
+        "class Noisy:\n"
+        "    def __repr__(self):\n"
+        "        sys.__stdout__.write('written by repr\\n')\n"
+        "        return 'Noisy()'\n"
+        "noisy = Noisy()\n"
+    )
+    request = request_for(code, tmp_path)
+    assert (await session.run(request)).status == "ok"
+    answer = await session.inspect(request, {"what": "variables"}, 10.0)
+    assert answer.status == "ok", answer
+    assert (await run(session, "print('next')\n", tmp_path)).stdout == "next\n"
