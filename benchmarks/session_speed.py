@@ -10,7 +10,7 @@ this one machine, so a loaded shared machine moves both sides alike:
 3. running a `# %%` cell in a 10,000-line document (1,000 cells) vs the same run in a
    1-line document;
 4. `textDocument/codeAction` with an empty range, p50 and p99, in the 10,000-line document
-   vs the 1-line document.
+   vs the 1-line document; also the handler alone, called in this process (no JSON-RPC).
 
 The client is pytest-lsp's, announcing Neovim's capabilities (so the server pulls its
 settings and creates work-done progress, as with a real editor).
@@ -279,9 +279,46 @@ async def warm_server_measures(runs: int, actions: int) -> dict[str, list[float]
     return results
 
 
+def code_action_handler_alone(calls: int) -> dict[str, list[float]]:
+    """The server's codeAction handler called in this process, without JSON-RPC: what the
+    document's size itself costs (the LSP round trip above adds pygls and the pipes)."""
+    from pygls.workspace import Workspace
+
+    from codeexec_lsp import documents
+    from codeexec_lsp.server import code_action, server
+
+    workspace = Workspace("file:///bench", lsp.TextDocumentSyncKind.Incremental)
+    documents.cache_lines(workspace)
+    server.protocol._workspace = workspace  # what `initialize` sets up
+    samples: dict[str, list[float]] = {}
+    for name, text, line in (
+        ("code action handler alone, 10,000-line document", big_document(), BIG_LINES // 2 + 1),
+        ("code action handler alone, 1-line document", CELL_CODE, 0),
+    ):
+        uri = f"file:///bench/{len(samples)}.py"
+        workspace.put_text_document(
+            lsp.TextDocumentItem(uri=uri, language_id="python", version=1, text=text)
+        )
+        params = lsp.CodeActionParams(
+            text_document=lsp.TextDocumentIdentifier(uri=uri),
+            range=lsp.Range(
+                start=lsp.Position(line=line, character=0), end=lsp.Position(line=line, character=0)
+            ),
+            context=lsp.CodeActionContext(diagnostics=[]),
+        )
+        times = []
+        for _ in range(calls):
+            started = time.perf_counter()
+            code_action(server, params)
+            times.append((time.perf_counter() - started) * 1000)
+        samples[name] = times
+    return samples
+
+
 async def main(runs: int, output: Path | None) -> int:
     first, python_pass = await first_runs(max(5, runs // 3))
     measured = await warm_server_measures(runs, max(200, runs * 10))
+    measured.update(code_action_handler_alone(max(2000, runs * 100)))
     rows = {
         "first run after initialized (LSP)": summary(first),
         "python -c pass": summary(python_pass),
@@ -307,6 +344,9 @@ async def main(runs: int, output: Path | None) -> int:
             "code action, 10,000-line document"
         ]["p99"],
         "code action p99 ms, 1 line": rows["code action, 1-line document"]["p99"],
+        "code action handler alone p99 ms, 10,000 lines": rows[
+            "code action handler alone, 10,000-line document"
+        ]["p99"],
     }
     print("| what | median ms | p99 ms | n |")
     print("| --- | ---: | ---: | ---: |")
