@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import sysconfig
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ import codeexec_lsp
 from codeexec_lsp import snippet
 from codeexec_lsp.actions.run import build_request
 from codeexec_lsp.config import Settings
-from codeexec_lsp.execution.base import Limits
+from codeexec_lsp.execution.base import Limits, RunRequest
 from codeexec_lsp.execution.launcher import Box
 from codeexec_lsp.execution.local import LocalExecutor
 from codeexec_lsp.execution.sandbox import _memory_parent
@@ -161,3 +162,27 @@ async def test_the_memory_bound_reaches_the_box_and_counts_memfd_pages(tmp_path:
     result = await LocalExecutor().run(request)
     assert (result.status, result.stdout) == ("limit", ""), result
     assert result.message.startswith("Memory limit: the run used more than 128 MB")
+
+
+async def test_an_interpreter_named_without_a_folder_is_found_on_the_runs_path(
+    tmp_path: Path,
+) -> None:
+    """codeexec.python may be a bare name: it is looked up on the PATH the run gets (not
+    the server's), since the launcher's execv does not search PATH itself."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "projectpython").symlink_to(sys.executable)
+    source = tmp_path / "main.py"
+    source.write_text("print(6 * 7)\n")
+    request = RunRequest(
+        snippet.whole_file("print(6 * 7)\n", str(source)),
+        "projectpython",
+        str(tmp_path),
+        {"PATH": f"{bin_dir}:/usr/bin:/bin"},
+    )
+    result = await LocalExecutor().run(request)
+    assert (result.status, result.stdout) == ("ok", "42\n"), result
+    missing = replace(request, python="nosuchpython")
+    refused = await LocalExecutor().run(missing)
+    assert refused.status == "internal"
+    assert "nosuchpython" in refused.message and "codeexec.python" in refused.message
