@@ -246,13 +246,32 @@ class CodeexecServer(LanguageServer):
                 protocol.answer_error(None, code, f"malformed message: {type(error).__name__}")
             return
         log.exception("codeexec-lsp internal error", exc_info=error)
-        self.window_show_message(
-            lsp.ShowMessageParams(
-                type=lsp.MessageType.Error,
-                message=f"codeexec-lsp hit an internal error ({type(error).__name__}: "
-                f"{error}). It keeps running; details are in its log.",
-            )
+        self.tell(
+            lsp.MessageType.Error,
+            f"the server hit an internal error ({type(error).__name__}: {error}). "
+            "It keeps running; details are in its log.",
         )
+
+    def tell(self, kind: lsp.MessageType, message: str) -> None:
+        """Everything the user is told goes through here, by one policy:
+
+        - One prefix, `codeexec: `, so the user knows which of their servers speaks (a text
+          that already names us as `codeexec …` is brought to that form).
+        - Error: what the user asked for failed and nothing was done; say why and what to do.
+          Warning: done, but not as asked (a setting not used, a session's state lost, a fix
+          not verified). Info: a result only a message can carry (a restart, a page's path).
+        - Never for routine success: a run that went fine tells nothing (its result shows on
+          hover, inlay hints and diagnostics).
+        - Each message also goes to window/logMessage, so it is still in the editor's log
+          after the pop-up is gone.
+        """
+        text = message
+        if text.startswith("codeexec ") and not text.startswith("codeexec: "):
+            text = text.removeprefix("codeexec ")
+        if not text.startswith("codeexec: "):
+            text = f"codeexec: {text}"
+        self.window_show_message(lsp.ShowMessageParams(type=kind, message=text))
+        self.window_log_message(lsp.LogMessageParams(type=kind, message=text))
 
     # --- plumbing the handlers share ------------------------------------------------------
 
@@ -285,9 +304,7 @@ class CodeexecServer(LanguageServer):
         watch_secret_names(self.settings.secret_env_names)
         for warning in warnings:
             if warning not in self._warned:
-                self.window_show_message(
-                    lsp.ShowMessageParams(type=lsp.MessageType.Warning, message=warning)
-                )
+                self.tell(lsp.MessageType.Warning, warning)
         # Only the current warnings: a client pushing ever-different bad values must not
         # grow this set, and a problem that comes back is worth saying again.
         self._warned = set(warnings)
@@ -413,17 +430,11 @@ class CodeexecServer(LanguageServer):
             if self.live_runs.get(key, (None, None))[1] is live:
                 self.live_runs.pop(key, None)
         if result.status == "internal":
-            self.window_show_message(
-                lsp.ShowMessageParams(type=lsp.MessageType.Error, message=result.message)
-            )
+            self.tell(lsp.MessageType.Error, result.message)
         elif result.extra.get("session", {}).get("state_lost") or result.extra.get(
             "jupyter", {}
         ).get("state_lost"):
-            self.window_show_message(
-                lsp.ShowMessageParams(
-                    type=lsp.MessageType.Warning, message=f"codeexec: {result.message}"
-                )
-            )
+            self.tell(lsp.MessageType.Warning, result.message)
         if result.status == "cancelled" or not self.is_open(uri):
             # Results are kept only for open documents: didClose is what forgets them.
             return result
@@ -467,7 +478,7 @@ class CodeexecServer(LanguageServer):
             if restarted
             else "codeexec: no session was running; the next run starts a fresh one."
         )
-        self.window_show_message(lsp.ShowMessageParams(type=lsp.MessageType.Info, message=message))
+        self.tell(lsp.MessageType.Info, message)
         return {"restarted": restarted, "message": message}
 
     # --- explain and fix ------------------------------------------------------------------
@@ -480,7 +491,7 @@ class CodeexecServer(LanguageServer):
 
     def llm_failed(self, what: str, error: Exception) -> JsonRpcException:
         message = f"codeexec {what}: {error}"
-        self.window_show_message(lsp.ShowMessageParams(type=lsp.MessageType.Error, message=message))
+        self.tell(lsp.MessageType.Error, message)
         return JsonRpcException(message, code=REQUEST_FAILED)
 
     async def explain(self, uri: str, range_: lsp.Range | None) -> dict[str, Any]:
@@ -727,7 +738,7 @@ class CodeexecServer(LanguageServer):
             self.pending_fixes[uri] = (version, outcome)
             message += " Use the code action 'Apply unverified fix' to apply it anyway."
         kind = lsp.MessageType.Info if applied and outcome.verified else lsp.MessageType.Warning
-        self.window_show_message(lsp.ShowMessageParams(type=kind, message=f"codeexec: {message}"))
+        self.tell(kind, message)
         return {**outcome.to_json(applied), "message": message}
 
     async def apply_fix_edit(
