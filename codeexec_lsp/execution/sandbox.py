@@ -592,6 +592,7 @@ class ProcessGuard:
         self.enter_problem = ""
         self.supervisor_hits = 0
         self._pids_events: int | None = None  # pids.events, kept open while the cgroup exists
+        self._memory_events: int | None = None  # the same for the memory cgroup
         if self.mechanism == "cgroup" and self.plan.cgroup_parent is not None:
             try:
                 self.cgroup = _make_leaf(self.plan.cgroup_parent, limit)
@@ -616,12 +617,21 @@ class ProcessGuard:
         return leaf
 
     def memory_events(self) -> int:
-        """How often the memory cgroup killed a process of the run for going over."""
+        """How often the memory cgroup killed a process of the run for going over.
+
+        Read twice per run, like pids.events: the file (v2's memory.events, else v1's
+        memory.oom_control) is opened once per cgroup and read with pread."""
         if self.memory_cgroup is None:
             return 0
-        for name in ("memory.events", "memory.oom_control"):
-            with contextlib.suppress(OSError, ValueError):
-                for line in (self.memory_cgroup / name).read_text().splitlines():
+        with contextlib.suppress(OSError, ValueError):
+            if self._memory_events is None:
+                for name in ("memory.events", "memory.oom_control"):
+                    with contextlib.suppress(OSError):
+                        path = self.memory_cgroup / name
+                        self._memory_events = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                        break
+            if self._memory_events is not None:
+                for line in os.pread(self._memory_events, 4096, 0).decode().splitlines():
                     key, _, value = line.partition(" ")
                     if key == "oom_kill":
                         return int(value)
@@ -699,8 +709,15 @@ class ProcessGuard:
             with contextlib.suppress(OSError):
                 os.close(events)
 
+    def _close_memory_events(self) -> None:
+        events, self._memory_events = getattr(self, "_memory_events", None), None
+        if events is not None:
+            with contextlib.suppress(OSError):
+                os.close(events)
+
     def __del__(self) -> None:
         self._close_pids_events()
+        self._close_memory_events()
 
     def watcher(self, pid: int) -> asyncio.Task[None] | None:
         """A task that ends when `pid`'s tree grows past the limit (supervisor only: a
@@ -748,6 +765,7 @@ class ProcessGuard:
             await asyncio.sleep(0.005)
 
     def _remove_memory_leaf(self) -> None:
+        self._close_memory_events()
         leaf, self.memory_cgroup = self.memory_cgroup, None
         if leaf is None:
             return
