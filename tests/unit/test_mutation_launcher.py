@@ -184,5 +184,30 @@ async def test_an_interpreter_named_without_a_folder_is_found_on_the_runs_path(
     assert (result.status, result.stdout) == ("ok", "42\n"), result
     missing = replace(request, python="nosuchpython")
     refused = await LocalExecutor().run(missing)
-    assert refused.status == "internal"
-    assert "nosuchpython" in refused.message and "codeexec.python" in refused.message
+    assert (refused.status, refused.message) == (
+        "internal",
+        "Could not start the interpreter 'nosuchpython' (configured): No such file or "
+        "directory. Check the codeexec.python setting.",
+    )
+
+
+async def test_an_interpreter_that_is_not_executable_is_named_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    not_executable = tmp_path / "python"
+    not_executable.write_text("#!/bin/sh\n")
+    not_executable.chmod(0o644)
+    source = tmp_path / "main.py"
+    source.write_text("print(1)\n")
+    request = RunRequest(
+        snippet.whole_file("print(1)\n", str(source)),
+        str(not_executable),
+        str(tmp_path),
+        {"PATH": "/usr/bin:/bin"},
+    )
+    result = await LocalExecutor().run(request)
+    assert (result.status, result.message) == (
+        "internal",
+        f"Could not start the interpreter {str(not_executable)!r} (configured): Permission "
+        "denied. Check the codeexec.python setting.",
+    )
