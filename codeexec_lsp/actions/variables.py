@@ -24,8 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 from codeexec_lsp import snippet
 from codeexec_lsp.actions.run import build_request, workspace_for
 from codeexec_lsp.config import Settings
-from codeexec_lsp.execution.base import RunRequest
-from codeexec_lsp.execution.session import InspectAnswer
+from codeexec_lsp.execution.base import InspectAnswer, RunRequest
 from codeexec_lsp.variables import (
     Completion,
     Variable,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from codeexec_lsp.execution.live import LiveOutput
 from codeexec_lsp.results import RunResult
@@ -56,6 +56,24 @@ class RunRequest:
     def network_allowed(self) -> bool:
         """Whether the code may reach the network: the override, else the profile's."""
         return self.network if self.network is not None else self.sandbox == "standard"
+
+
+@dataclass(frozen=True)
+class InspectAnswer:
+    """What a session or kernel said about its variables: `status` is "ok" (with the
+    worker's or kernel's `answer`), "none" (none ready here), "busy" (a run is going or
+    queued) or "timeout" (no answer in time)."""
+
+    status: str
+    answer: dict[str, Any] = field(default_factory=dict)
+
+
+def has_waiters(lock: asyncio.Lock) -> bool:
+    """Whether a run is about to take `lock`: just after a release the lock reads as free
+    while the next run has been woken but not yet run, and acquiring would queue behind
+    it. asyncio.Lock keeps them in `_waiters` (3.8 to 3.13); without it, assume none."""
+    waiters = getattr(lock, "_waiters", None) or ()
+    return any(not waiter.cancelled() for waiter in waiters)
 
 
 class Executor(Protocol):

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from codeexec_lsp.execution.base import Limits, Profile, RunRequest
+from codeexec_lsp.execution.base import InspectAnswer, Limits, Profile, RunRequest, has_waiters
 from codeexec_lsp.execution.capture import BoundedCapture, DelimitedStream
 from codeexec_lsp.execution.launcher import Box, launch
 from codeexec_lsp.execution.live import LiveOutput, run_label
@@ -539,29 +539,11 @@ HUNG_INSPECTION_S = 10.0  # past the asker's timeout; then the worker is replace
 # that a loaded machine never costs the user their state: the alarm already ended Python code.
 
 
-@dataclass(frozen=True)
-class InspectAnswer:
-    """What a session said about its variables: `status` is "ok" (with the worker's
-    `answer`), "none" (no ready session here), "busy" (a run is going or queued) or
-    "timeout" (the worker did not answer in time)."""
-
-    status: str
-    answer: dict[str, Any] = field(default_factory=dict)
-
-
 def _is_ready(worker: _Worker) -> bool:
     ready = worker.ready
     if ready is None or not ready.done() or ready.cancelled() or ready.exception() is not None:
         return False
     return bool(ready.result())
-
-
-def has_waiters(lock: asyncio.Lock) -> bool:
-    """Whether a run is about to take `lock`: just after a release the lock reads as free
-    while the next run has been woken but not yet run, and acquiring would queue behind
-    it. asyncio.Lock keeps them in `_waiters` (3.8 to 3.13); without it, assume none."""
-    waiters = getattr(lock, "_waiters", None) or ()
-    return any(not waiter.cancelled() for waiter in waiters)
 
 
 async def _inspect_reply(worker: _Worker, inspection: int) -> dict[str, Any] | None:

@@ -23,8 +23,9 @@ from codeexec_lsp.actions.run import build_request
 from codeexec_lsp.config import Settings
 from codeexec_lsp.execution import inspector
 from codeexec_lsp.execution import session as session_module
+from codeexec_lsp.execution.base import InspectAnswer
 from codeexec_lsp.execution.local import LocalExecutor
-from codeexec_lsp.execution.session import InspectAnswer, SessionExecutor
+from codeexec_lsp.execution.session import SessionExecutor
 from codeexec_lsp.variables import (
     CompletionContext,
     NameAt,

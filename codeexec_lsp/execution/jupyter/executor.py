@@ -26,7 +26,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from codeexec_lsp.execution.base import RunRequest
+from codeexec_lsp.execution import inspector
+from codeexec_lsp.execution.base import InspectAnswer, RunRequest, has_waiters
 from codeexec_lsp.execution.capture import BoundedCapture
 from codeexec_lsp.execution.jupyter import helper
 from codeexec_lsp.execution.jupyter.connection import KernelConnection, KernelUnavailable
@@ -492,6 +493,41 @@ class JupyterExecutor:
         )
 
     # --- lifecycle ---------------------------------------------------------------------------
+
+    async def inspect(
+        self, request: RunRequest, message: dict[str, Any], timeout: float
+    ) -> InspectAnswer:
+        """Between runs, what the kernel a run of `request` would use holds (hover,
+        completion, codeexec.variables; called by actions/variables.py): one silent execute
+        whose user_expression asks inspector.py's kernel half. "none" without a started
+        IPython kernel (a question never starts one), "busy" while a run holds or waits for
+        it, "timeout" when the kernel did not answer in time (then it is interrupted; its
+        state is kept)."""
+        slot = self._kernels.get(self._key(request))
+        connection = slot.connection if slot is not None else None
+        if slot is None or connection is None or slot.plain or not slot.helper_installed:
+            return InspectAnswer("none")
+        if slot.lock.locked() or has_waiters(slot.lock):
+            return InspectAnswer("busy")
+        async with slot.lock:
+            connection.drain()
+            if connection.died.is_set():
+                return InspectAnswer("none")
+            msg_id = await connection.send(
+                "execute_request", inspector.kernel_execute_content({"id": 0, **message})
+            )
+            collector = RunCollector(msg_id, 1_000_000)
+            try:
+                reason = await self._collect(connection, collector, timeout, None)
+                if reason is not None and not connection.died.is_set():
+                    await connection.interrupt()  # a KeyboardInterrupt in our expression only
+                    await self._collect(connection, collector, INTERRUPT_GRACE_S, None)
+                    return InspectAnswer("timeout")
+            finally:
+                connection.stop_listening()
+            if collector.reply is None:
+                return InspectAnswer("none")
+            return InspectAnswer("ok", inspector.answer_from_kernel(collector.reply, 0))
 
     async def warm(self, request: RunRequest) -> bool:
         """Start the kernel `request` would use (at `initialize`, like the session)."""
