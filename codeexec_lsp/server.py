@@ -1094,7 +1094,13 @@ def code_action(ls: CodeexecServer, params: lsp.CodeActionParams) -> list[lsp.Co
         span = pending[1].target
         if span.start_line <= range_.end.line and range_.start.line <= span.end_line:
             actions.append(_action("Apply unverified fix", KIND_FIX, APPLY_FIX, [uri]))
-    if ls.history.overlapping(uri, range_.start.line, range_.end.line) is not None:
+    running_here = any(
+        live_uri == uri and first <= range_.end.line and range_.start.line <= last
+        for live_uri, first, last in list(ls.live_runs)
+    )
+    ran_here = ls.history.overlapping(uri, range_.start.line, range_.end.line) is not None
+    if running_here or ran_here:
+        # Also while the run goes: its page shows the output so far and follows the run.
         actions.append(_action("Show output", KIND_SHOW_OUTPUT, SHOW_OUTPUT, target))
     if ls.settings.executor == "session":
         actions.append(_action("Restart session", KIND_RESTART, RESTART, []))

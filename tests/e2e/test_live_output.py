@@ -69,6 +69,15 @@ async def test_show_output_while_a_loop_runs_gives_the_lines_so_far(
 
     page = await eventually(page_with_a_tick, "a page with the first line")
     assert "running for" in page and "output so far" in page
+    # The code action that gets there is offered on the running lines too.
+    actions = await vscode.text_document_code_action_async(
+        lsp.CodeActionParams(
+            text_document=lsp.TextDocumentIdentifier(uri=uri),
+            range=lsp.Range(lsp.Position(2, 0), lsp.Position(2, 0)),
+            context=lsp.CodeActionContext(diagnostics=[]),
+        )
+    )
+    assert "Show output" in [action.title for action in actions or []]
     assert "tick 0 &lt;b&gt;" in page  # escaped like every page
     assert "tick 3" not in page  # printed a second or more later, after the run is over
     assert 'http-equiv="refresh"' in page  # the browser reloads it while the run goes
