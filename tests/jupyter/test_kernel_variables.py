@@ -74,3 +74,17 @@ async def test_a_repr_that_hangs_is_cut_off_and_the_state_stays(
     assert shown is not None and "slow" in shown.markdown
     again = await executor.run(request_for("kept\n", tmp_path, executor="jupyter"))
     assert again.status == "ok" and again.value == "7", again.message
+
+
+async def test_a_future_import_stays_in_effect_in_the_kernel(
+    executor: JupyterExecutor, tmp_path: Path
+) -> None:
+    """As in a session (and IPython itself): `from __future__ import annotations` run once
+    holds for the kernel's later runs (lives here: this module's kernel is a fresh one)."""
+    annotated = "def f(x: NotDefinedAnywhere) -> None:\n    pass\nf.__annotations__['x']\n"
+    without = await executor.run(request_for(annotated, tmp_path, executor="jupyter"))
+    assert without.error is not None and without.error.type == "NameError"
+    future = "from __future__ import annotations\n"
+    assert (await executor.run(request_for(future, tmp_path, executor="jupyter"))).status == "ok"
+    later = await executor.run(request_for(annotated, tmp_path, executor="jupyter"))
+    assert (later.status, later.value) == ("ok", "'NotDefinedAnywhere'"), later.message

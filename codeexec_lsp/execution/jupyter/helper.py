@@ -79,7 +79,16 @@ def _with_ipython_syntax(code):
     return "\\n" * leading + transformed.lstrip("\\n")
 
 
+_FUTURE_FLAGS = [0]  # `from __future__` imports stay in effect for later runs, as in IPython
+
+
 def _compile(request):
+    compiled = _compile_once(request)
+    _FUTURE_FLAGS[0] = compiled.future_flags
+    return compiled
+
+
+def _compile_once(request):
     path = request["path"]
     code = request["code"]
     where = (
@@ -89,7 +98,7 @@ def _compile(request):
         request.get("document", ""),
     )
     try:
-        return runner.compile_snippet(code, *where)
+        return runner.compile_snippet(code, *where, future_flags=_FUTURE_FLAGS[0])
     except SyntaxError as plain_error:
         try:
             translated = _with_ipython_syntax(code)
@@ -98,7 +107,7 @@ def _compile(request):
         if translated == code:
             raise
         try:
-            return runner.compile_snippet(translated, *where)
+            return runner.compile_snippet(translated, *where, future_flags=_FUTURE_FLAGS[0])
         except SyntaxError:
             raise plain_error from None
 
