@@ -98,7 +98,11 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     ),
     "untrusted": (
         "codeexec_lsp/actions/untrusted.py",
-        ["tests/unit/test_untrusted_answers.py", "tests/unit/test_untrusted_rules.py"],
+        [
+            "tests/unit/test_untrusted_answers.py",
+            "tests/unit/test_untrusted_rules.py",
+            "tests/unit/test_mutation_untrusted.py",
+        ],
     ),
     # the /execute API's auth and limits
     "app": (
