@@ -211,3 +211,17 @@ async def test_an_interpreter_that_is_not_executable_is_named_with_the_reason(
         f"Could not start the interpreter {str(not_executable)!r} (configured): Permission "
         "denied. Check the codeexec.python setting.",
     )
+
+
+async def test_the_code_runs_in_a_session_of_its_own(tmp_path: Path) -> None:
+    """Not in the server's session or process group: the server's terminal signals (Ctrl-C
+    where it was started) do not reach the code, and the code's `os.killpg(0, ...)` (a
+    common way to stop one's own children) does not reach the server."""
+    code = "import os\nprint(os.getsid(0) == os.getpid() == os.getpgid(0), os.getsid(0))\n"
+    source = tmp_path / "main.py"
+    source.write_text(code)
+    request = build_request(snippet.whole_file(code, str(source)), Settings(), tmp_path)
+    result = await LocalExecutor().run(request)
+    leader, session = result.stdout.split()
+    assert leader == "True", result
+    assert int(session) not in (os.getsid(0), os.getpgid(0))
