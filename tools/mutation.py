@@ -71,7 +71,12 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "capture": ("codeexec_lsp/execution/capture.py", ["tests/unit/test_capture.py"]),
     "local": (
         "codeexec_lsp/execution/local.py",
-        ["tests/unit/test_local_executor.py", "tests/unit/test_mutation_local.py"],
+        [
+            "tests/unit/test_local_executor.py",
+            "tests/unit/test_live.py",
+            "tests/unit/test_mutation_launcher.py",
+            "tests/unit/test_mutation_local.py",
+        ],
     ),
     # the sandbox launcher: every process-based run starts through it
     "launcher": (
