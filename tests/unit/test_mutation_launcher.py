@@ -5,16 +5,15 @@ the launcher imports runs only in the user's code, once confined, never in the l
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
-import sysconfig
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-import codeexec_lsp
 from codeexec_lsp import snippet
 from codeexec_lsp.actions.run import build_request
 from codeexec_lsp.config import Settings
@@ -68,63 +67,51 @@ PLANTED_PTH = (
     "'a').write(os.path.basename(sys.argv[0] or '-c') + '\\n')\n"
 )
 
-RUN_ONCE = """\
-import asyncio, sys
-sys.path.insert(0, sys.argv[1])
-from codeexec_lsp import snippet
-from codeexec_lsp.execution.base import RunRequest
-from codeexec_lsp.execution.local import LocalExecutor
-code = "print(6 * 7)\\n"
-request = RunRequest(snippet.whole_file(code, sys.argv[2]), sys.executable, sys.argv[3], {
-    "PATH": "/usr/bin:/bin", "PLANTED_MARKER": sys.argv[4]})
-result = asyncio.run(LocalExecutor().run(request))
-print(result.status, result.stdout.strip())
-"""
 
-
-def test_a_pth_file_in_the_servers_own_site_packages_never_runs_in_the_launcher(
-    tmp_path: Path,
+async def test_a_pth_file_in_the_servers_own_site_packages_never_runs_in_the_launcher(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The launcher skips `site` (`python -S`): a .pth file that code running as the user
-    could write into the server's environment runs, at most, in the user's code, once
-    confined. The server runs here from a fresh environment holding such a file."""
+    could write into the server's environment never runs before the box exists. The
+    server's interpreter is, here, a fresh environment holding such a file."""
     environment = tmp_path / "server-env"
-    subprocess.run(
+    await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "venv", "--without-pip", str(environment)],
         check=True,
         capture_output=True,
     )
-    python = environment / "bin" / "python"
-    site_packages = Path(
-        subprocess.run(
-            [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    )
-    # The test's own packages (mutmut's too, when mutated code runs), then the plant.
-    (site_packages / "a_outer.pth").write_text(
-        f"import site; site.addsitedir({sysconfig.get_path('purelib')!r})\n"
-    )
-    (site_packages / "planted.pth").write_text(PLANTED_PTH)
-    project = Path(codeexec_lsp.__file__).resolve().parent.parent
-    marker = tmp_path / "started.txt"
-    source = tmp_path / "main.py"
-    source.write_text("print(6 * 7)\n")
-    done = subprocess.run(
-        [str(python), "-c", RUN_ONCE, str(project), str(source), str(tmp_path), str(marker)],
-        cwd=project,
-        env={**os.environ, "PLANTED_MARKER": str(marker)},
+    server_python = environment / "bin" / "python"
+    found = await asyncio.to_thread(
+        subprocess.run,
+        [str(server_python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        check=True,
         capture_output=True,
         text=True,
-        timeout=120,
     )
-    assert done.stdout.strip().splitlines()[-1:] == ["ok 42"], done
-    started = marker.read_text().split()
-    # It ran in the server ("-c") and in the user's code, never in the launcher.
-    assert "-c" in started and "runner.py" in started, started
-    assert "sandbox_child.py" not in started, started
+    site_packages = found.stdout.strip()
+    (Path(site_packages) / "planted.pth").write_text(PLANTED_PTH)
+    marker = tmp_path / "started.txt"
+    # The plant works: any start of that interpreter that imports `site` runs it.
+    await asyncio.to_thread(
+        subprocess.run,
+        [str(server_python), "-c", "pass"],
+        check=True,
+        env={**os.environ, "PLANTED_MARKER": str(marker)},
+    )
+    assert set(marker.read_text().split()) == {"-c"}
+    source = tmp_path / "main.py"
+    source.write_text("print(6 * 7)\n")
+    request = build_request(
+        snippet.whole_file("print(6 * 7)\n", str(source)),
+        Settings(python=sys.executable),
+        tmp_path,
+        environ={**os.environ, "PLANTED_MARKER": str(marker)},
+    )
+    monkeypatch.setattr(sys, "executable", str(server_python))  # the launcher's interpreter
+    result = await LocalExecutor().run(request)
+    assert (result.status, result.stdout) == ("ok", "42\n"), result
+    assert set(marker.read_text().split()) == {"-c"}  # nothing more: not the launcher
 
 
 def test_a_launcher_that_never_reported_still_names_the_profile_asked_for(
