@@ -384,9 +384,7 @@ class CodeexecServer(LanguageServer):
         try:
             return self._snippet_for(document, range_)
         except snippet.SnippetError as exc:
-            self.window_show_message(
-                lsp.ShowMessageParams(type=lsp.MessageType.Warning, message=f"codeexec: {exc}")
-            )
+            self.tell(lsp.MessageType.Warning, str(exc))
             raise JsonRpcInvalidParams(str(exc)) from exc
 
     def _snippet_for(self, document: TextDocument, range_: lsp.Range | None) -> snippet.Snippet:
@@ -408,6 +406,7 @@ class CodeexecServer(LanguageServer):
         return snippet.for_selection(text, path, start, end)
 
     async def run(self, uri: str, range_: lsp.Range | None) -> RunResult:
+        await settings_pulled()  # one client round trip, and only for a run sent that early
         document = self.document(uri)
         code = self.snippet_for(document, range_)
         request = build_request(
@@ -641,9 +640,7 @@ class CodeexecServer(LanguageServer):
             target.write_text(page, encoding="utf-8")
         except OSError as exc:
             message = f"codeexec Show output: could not write {target}: {exc.strerror or exc}"
-            self.window_show_message(
-                lsp.ShowMessageParams(type=lsp.MessageType.Error, message=message)
-            )
+            self.tell(lsp.MessageType.Error, message)
             raise JsonRpcException(message, code=REQUEST_FAILED) from exc
         if not isinstance(found, RunRecord) and not live.followers:
             follower = asyncio.ensure_future(keep_page_current())
@@ -660,12 +657,7 @@ class CodeexecServer(LanguageServer):
             except Exception as exc:  # the page is written; say where it is instead
                 log.warning("window/showDocument failed: %s", exc)
         if not shown:
-            self.window_show_message(
-                lsp.ShowMessageParams(
-                    type=lsp.MessageType.Info,
-                    message=f"codeexec: the output page is {target} (open it in a browser).",
-                )
-            )
+            self.tell(lsp.MessageType.Info, f"the output page is {target} (open it in a browser).")
         return {"uri": page_uri, "shown": shown}
 
     async def fix(

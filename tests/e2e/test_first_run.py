@@ -165,3 +165,17 @@ def rng_of(line_0: int, char_0: int, line_1: int, char_1: int) -> lsp.Range:
         start=lsp.Position(line=line_0, character=char_0),
         end=lsp.Position(line=line_1, character=char_1),
     )
+
+
+async def test_a_run_sent_right_after_initialized_uses_the_pulled_settings(
+    bare_client: LanguageClient, workspace: Path
+) -> None:
+    """The run goes out with `initialized`, before the server has the client's own
+    settings: it waits for them rather than run in the box initializationOptions named."""
+    bare_client.set_configuration({"executor": "session", "sandbox": "strict"}, section="codeexec")
+    await initialize_only(bare_client, workspace, {"executor": "session"})
+    bare_client.initialized(lsp.InitializedParams())
+    uri = open_document(bare_client, workspace / "at_once.py", "1 + 1\n")
+    result = await run(bare_client, uri)
+    assert result["status"] == "ok" and result["value"] == "2"
+    assert result["extra"]["sandbox"]["profile"] == "strict"

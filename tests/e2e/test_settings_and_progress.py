@@ -64,7 +64,8 @@ async def test_progress_is_reported_and_cancel_stops_the_code(
     await start(bare_client, "visual-studio-code", workspace)
     uri = open_document(bare_client, workspace / "a.py", "import time\ntime.sleep(60)\n")
     running = asyncio.ensure_future(run(bare_client, uri, rng(0, 0, 1, 14)))
-    await wait_for(lambda: bool(bare_client.progress_reports))
+    # The token is recorded at create, begin arrives after: wait for a report itself.
+    await wait_for(lambda: any(bare_client.progress_reports.values()))
     token, reports = next(iter(bare_client.progress_reports.items()))
     begin = reports[0]
     assert isinstance(begin, lsp.WorkDoneProgressBegin) and begin.cancellable
