@@ -148,7 +148,10 @@ async def test_the_memory_bound_reaches_the_box_and_counts_memfd_pages(tmp_path:
     )
     result = await LocalExecutor().run(request)
     assert (result.status, result.stdout) == ("limit", ""), result
-    assert result.message.startswith("Memory limit: the run used more than 128 MB")
+    assert result.message == (
+        "Memory limit: the run used more than 128 MB, counting files in /dev/shm, /tmp (tmpfs) "
+        "and memfd (the codeexec.memoryMb setting); it was killed."
+    )
 
 
 async def test_an_interpreter_named_without_a_folder_is_found_on_the_runs_path(
