@@ -931,6 +931,7 @@ def _parse_target(
 _background: set[asyncio.Future[Any]] = set()
 # The session started at `initialize`, from initializationOptions alone: (cwd, profile).
 _early_session: list[tuple[str, str] | None] = [None]
+_early_start: list[asyncio.Future[None] | None] = [None]
 # Set once `initialized` has pulled the client's settings (workspace/configuration).
 _settings_pulled = asyncio.Event()
 SETTINGS_WAIT_S = 5.0
@@ -966,6 +967,7 @@ def initialize(ls: CodeexecServer, params: lsp.InitializeParams) -> None:
     task = asyncio.ensure_future(_warm_early(ls))
     _background.add(task)
     task.add_done_callback(_background.discard)
+    _early_start[0] = task
 
 
 @server.feature(lsp.INITIALIZED)
@@ -976,6 +978,9 @@ async def initialized(ls: CodeexecServer, params: lsp.InitializedParams) -> None
     finally:
         _settings_pulled.set()
     key = await ls.warm_session()
+    starting, _early_start[0] = _early_start[0], None
+    if starting is not None:
+        await starting  # it says which session it started only once that one is ready
     early, _early_session[0] = _early_session[0], None
     if early is not None and early != key:
         # The client's configuration moved the session (another sandbox or folder).
