@@ -70,8 +70,19 @@ class Compiled:
         self.future_flags = future_flags
 
 
+_registered: dict[str, str] = {}  # filename -> the text last put in linecache for it
+
+
 def register_document(filename: str, document: str) -> None:
-    """Let tracebacks, warnings and inspect show lines of the (possibly unsaved) buffer."""
+    """Let tracebacks, warnings and inspect show lines of the (possibly unsaved) buffer.
+
+    A session passes the very same text object while the document is unchanged: then the
+    entry is already there, and splitting a 10,000-line document again is most of what a
+    small run in it costs."""
+    entry = linecache.cache.get(filename)
+    if _registered.get(filename) is document and entry is not None and entry[1:2] == (None,):
+        return
+    _registered[filename] = document
     lines = document.splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
         lines[-1] += "\n"
@@ -120,13 +131,15 @@ def compile_snippet(
     `from __future__ import annotations`), as `Compiled.future_flags` returns them.
     Raises SyntaxError with the position already moved into the document.
     """
-    doc_lines = document.splitlines()
+    # Split the document only when needed (a selection starting mid-line, an error): in a
+    # big document the split costs more than compiling a small snippet.
+    doc_lines = document.splitlines() if column else []
     prefix = doc_lines[first_line - 1][:column] if 0 < first_line <= len(doc_lines) else ""
     column_bytes = len(prefix.encode("utf-8")) if prefix else column
     try:
         tree = compile(code, filename, "exec", ast.PyCF_ONLY_AST | future_flags, dont_inherit=True)
     except SyntaxError as exc:
-        _move_syntax_error(exc, first_line, column, doc_lines)
+        _move_syntax_error(exc, first_line, column, doc_lines or document.splitlines())
         raise
     _shift_positions(tree, first_line - 1, column_bytes)
     last_expr = None
@@ -152,7 +165,7 @@ def compile_snippet(
     except SyntaxError as exc:
         # The trailing expression left the tree for its own compile: look at both.
         statements = [*tree.body, last_statement] if last_expr is not None else tree.body
-        if _cut_from_a_function(doc_lines, first_line):
+        if _cut_from_a_function(doc_lines or document.splitlines(), first_line):
             _explain_outside_function(exc, statements)
         raise
     return Compiled(body, expr_code, in_effect)

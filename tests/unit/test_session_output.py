@@ -231,3 +231,24 @@ async def test_output_from_an_inspection_does_not_join_the_next_run(
     answer = await session.inspect(request, {"what": "variables"}, 10.0)
     assert answer.status == "ok", answer
     assert (await run(session, "print('next')\n", tmp_path)).stdout == "next\n"
+
+
+async def test_tracebacks_show_the_buffer_after_user_code_emptied_linecache(
+    session: SessionExecutor, tmp_path: Path
+) -> None:
+    """The worker skips re-registering an unchanged document, but only while linecache
+    still holds it: code that clears the cache, or loads the saved file over it, gets the
+    buffer's lines back on the next run of the same document."""
+    path = tmp_path / "doc.py"
+    path.write_text("# the saved file says something else\n" * 3)
+    for call in ("clearcache()", "updatecache(__file__)"):
+        document = f"import linecache\nlinecache.{call}\n1 / 0  # unsaved buffer line\n"
+
+        async def run_lines(first: int, last: int, document: str = document) -> RunResult:
+            code = snippet.for_lines(document, str(path), first, last)
+            return await session.run(build_request(code, Settings(), tmp_path))
+
+        assert (await run_lines(0, 1)).status == "ok"
+        failed = await run_lines(2, 2)
+        assert failed.error is not None and failed.error.line == 3
+        assert "# unsaved buffer line" in failed.error.traceback, (call, failed.error.traceback)
