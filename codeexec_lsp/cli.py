@@ -557,20 +557,28 @@ def serve_command(args: argparse.Namespace) -> int:
     tcp = getattr(args, "tcp", None)
     address = _tcp_address(tcp, getattr(args, "allow_remote", False)) if tcp else None
     configure_logging(verbose=getattr(args, "verbose", False))
-    from codeexec_lsp.server import server
-
-    if address is not None:
-        host, port = address
-        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        print(TCP_WARNING.format(address=shown, user=_current_user()), file=sys.stderr, flush=True)
-        server.start_tcp(host, port)
-    else:
-        from codeexec_lsp.stdio import serve_stdio
+    if address is None:
+        from codeexec_lsp.stdio import serve_stdio_starting_early
 
         if sys.stdin.isatty():
             print(TTY_HINT, file=sys.stderr, flush=True)
-        serve_stdio(server)
+        serve_stdio_starting_early(_load_server)
+        return 0
+    from codeexec_lsp.server import server
+
+    host, port = address
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    print(TCP_WARNING.format(address=shown, user=_current_user()), file=sys.stderr, flush=True)
+    server.start_tcp(host, port)
     return 0
+
+
+def _load_server() -> Any:
+    """The language server, imported on demand: pygls and lsprotocol are most of the
+    start-up, which the stdio path overlaps with the session worker's start."""
+    from codeexec_lsp.server import server
+
+    return server
 
 
 def _quiet_on_closed_pipe() -> int:

@@ -25,12 +25,13 @@ from pygls.protocol.language_server import lsp_method
 from pygls.uris import to_fs_path
 from pygls.workspace import TextDocument
 
-from codeexec_lsp import __version__, documents, present, present_outputs, snippet
+from codeexec_lsp import __version__, documents, early_session, present, present_outputs, snippet
 from codeexec_lsp.actions.run import (
     build_request,
     run_snippet,
     untrusted,
     usable_settings,
+    warm_request,
     workspace_for,
 )
 from codeexec_lsp.actions.variables import Place, complete, list_variables, place_for
@@ -448,13 +449,9 @@ class CodeexecServer(LanguageServer):
     async def warm_session(self) -> tuple[str, str] | None:
         """Start the session worker (or Jupyter kernel) now, so the first run is as fast as
         the others; the (cwd, profile) of the session it started."""
-        if self.settings.executor not in ("session", "jupyter"):
+        request = warm_request(self.settings, self.workspace_folders())
+        if request is None:
             return None
-        folders = self.workspace_folders()
-        if not folders:
-            return None
-        probe = snippet.for_lines("pass\n", str(Path(folders[0]) / "__warm__.py"), 0, 0)
-        request = build_request(probe, self.settings, Path(folders[0]))
         if self.settings.executor == "jupyter":
             await self.executors.jupyter(self.settings).warm(request)
             return None
@@ -982,9 +979,12 @@ async def initialized(ls: CodeexecServer, params: lsp.InitializedParams) -> None
     if starting is not None:
         await starting  # it says which session it started only once that one is ready
     early, _early_session[0] = _early_session[0], None
-    if early is not None and early != key:
+    # Started at `initialize`, or before it from the raw message (early_session.py).
+    started = {*([early] if early is not None else []), *early_session.started}
+    early_session.started.clear()
+    for cwd, profile in started - {key}:
         # The client's configuration moved the session (another sandbox or folder).
-        await ls.executors.session.stop_if_unused(*early)  # type: ignore[arg-type]
+        await ls.executors.session.stop_if_unused(cwd, profile)  # type: ignore[arg-type]
 
 
 @server.feature(lsp.WORKSPACE_DID_CHANGE_CONFIGURATION)

@@ -124,6 +124,19 @@ def limits_from(settings: Settings) -> Limits:
     )
 
 
+def warm_request(settings: Settings, folders: Sequence[str]) -> RunRequest | None:
+    """The request a session (or kernel) would be started for ahead of the first run: the
+    first workspace folder's. None when the executor keeps no session or there is no
+    folder. One function for the server's warm-up and the early start (early_session.py),
+    so both ask for the same worker."""
+    if settings.executor not in ("session", "jupyter") or not folders:
+        return None
+    from codeexec_lsp import snippet
+
+    probe = snippet.for_lines("pass\n", str(Path(folders[0]) / "__warm__.py"), 0, 0)
+    return build_request(probe, settings, Path(folders[0]))
+
+
 def workspace_for(path: str, folders: Sequence[str]) -> Path | None:
     """The deepest workspace folder that contains `path`."""
     return _workspace_for(path, tuple(folders))

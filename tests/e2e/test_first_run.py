@@ -179,3 +179,29 @@ async def test_a_run_sent_right_after_initialized_uses_the_pulled_settings(
     result = await run(bare_client, uri)
     assert result["status"] == "ok" and result["value"] == "2"
     assert result["extra"]["sandbox"]["profile"] == "strict"
+
+
+async def test_the_worker_starts_before_the_server_has_loaded(
+    bare_client: LanguageClient, workspace: Path
+) -> None:
+    """From the raw `initialize` (early_session.py): the worker is running while the server
+    still imports pygls, so it shows up before `initialize` is answered (a worker started by
+    the `initialize` handler appears only after its answer is written), and that same worker
+    (not a second one) serves the first run."""
+    bare_client.set_configuration({"executor": "session"}, section="codeexec")
+    server = server_pid(bare_client)
+    answering = asyncio.ensure_future(
+        initialize_only(bare_client, workspace, {"executor": "session"})
+    )
+    before_the_answer: set[int] = set()
+    while not answering.done() and not before_the_answer:
+        before_the_answer = session_workers(server)
+        await asyncio.sleep(0.002)
+    await answering
+    assert len(before_the_answer) == 1, "no worker before initialize was answered"
+    bare_client.initialized(lsp.InitializedParams())
+    uri = open_document(bare_client, workspace / "first.py", "6 * 7\n")
+    result = await run(bare_client, uri)
+    assert result["status"] == "ok" and result["value"] == "42"
+    assert result["extra"]["session"]["pid"] in before_the_answer
+    assert session_workers(server) == before_the_answer
