@@ -119,12 +119,9 @@ describe("the bundled extension in a fake VS Code", () => {
     assert.ok(fake.recorded.statusTexts.filter((t) => t.includes("sync~spin")).length > spinsBefore, "never spun");
     assert.ok(await settle(() => lastStatus() === "$(play) codeexec: session"));
     assert.match(fake.recorded.output.join(""), /\[run\] demo\.py: ran in/);
-    // The server's $/progress reached the extension's own progress feature (which
-    // replaced the language client's): its title, not just "Running", was shown.
-    assert.ok(
-      fake.recorded.statusTooltips.some((tip) => /codeexec: Running lines 1–2/.test(tip)),
-      `tooltips: ${fake.recorded.statusTooltips.join(" | ")}`,
-    );
+    // A run this quick gets no $/progress from the server (it creates progress only for
+    // runs still going after ~150 ms); the Cancel Running test below sees the server's
+    // progress title reach the extension's own progress feature on a slow run.
   });
 
   it("Run File runs the buffer and reports the exception with its line", { skip }, async () => {
@@ -161,7 +158,8 @@ describe("the bundled extension in a fake VS Code", () => {
     fake.settings["codeexec.executor"] = "local";
     fake.fireConfigurationChange(["codeexec.timeout", "codeexec.executor"]);
     assert.ok(
-      await settle(() => warnings().some((w) => w.startsWith("codeexec.timeout: expected a positive number"))),
+      // Every server message carries the one "codeexec: " prefix (the server's notifier).
+      await settle(() => warnings().some((w) => w.startsWith("codeexec: codeexec.timeout: expected a positive number"))),
       `warnings: ${warnings()}`,
     );
     assert.ok(!warnings().some((w) => w.includes("cpuSeconds")), `warnings: ${warnings()}`);

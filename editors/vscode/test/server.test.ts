@@ -250,19 +250,19 @@ describe("against the codeexec-lsp server", () => {
       (error: unknown) => error instanceof ResponseError,
     );
     assert.ok(await settle(() => messages.length > before));
-    assert.match(messages[messages.length - 1].message, /codeexec Fix/);
+    assert.match(messages[messages.length - 1].message, /^codeexec: Fix: /);
   });
 
   it("takes pushed settings from didChangeConfiguration, in the shape the extension sends", { skip }, async () => {
     currentRaw = { ...nestDotted(contributedDefaults()), timeout: 0, cpuSeconds: null, python: "" };
     const seen = configurationRequests.length;
     await connection.sendNotification(DidChangeConfigurationNotification.type, didChangeConfigurationPayload(currentRaw));
-    assert.ok(await settle(() => warnings().some((w) => w.startsWith("codeexec.timeout: expected a positive number"))), String(warnings()));
+    assert.ok(await settle(() => warnings().some((w) => w.startsWith("codeexec: codeexec.timeout: expected a positive number"))), String(warnings()));
     assert.ok(await settle(() => configurationRequests.length > seen), "no workspace/configuration pull after the push");
     // null and "" mean "unset" once mapped: no warning about them...
-    assert.ok(!warnings().some((w) => w.startsWith("codeexec.cpuSeconds") || w.startsWith("codeexec.python")), String(warnings()));
+    assert.ok(!warnings().some((w) => w.startsWith("codeexec: codeexec.cpuSeconds") || w.startsWith("codeexec: codeexec.python")), String(warnings()));
     // ...while VS Code's raw value, unmapped, would have drawn one.
     await connection.sendNotification(DidChangeConfigurationNotification.type, { settings: { codeexec: { cpuSeconds: null } } });
-    assert.ok(await settle(() => warnings().some((w) => w.startsWith("codeexec.cpuSeconds"))), String(warnings()));
+    assert.ok(await settle(() => warnings().some((w) => w.startsWith("codeexec: codeexec.cpuSeconds"))), String(warnings()));
   });
 });
