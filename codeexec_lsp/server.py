@@ -34,6 +34,7 @@ from codeexec_lsp.actions.run import (
     warm_request,
     workspace_for,
 )
+from codeexec_lsp.actions.show_output import NothingToShow, PageNotWritten, write_output_page
 from codeexec_lsp.actions.variables import Place, complete, list_variables, place_for
 from codeexec_lsp.actions.variables import hover as variable_hover
 from codeexec_lsp.cache import TextCache, user_cache_dir
@@ -547,103 +548,25 @@ class CodeexecServer(LanguageServer):
         except Exception as exc:  # the hover still shows it; say why the document did not open
             log.warning("could not show the explanation document: %s", exc)
 
-    def output_record(
-        self, uri: str, range_: lsp.Range | None
-    ) -> RunRecord | tuple[int, int, str, LiveOutput]:
-        """The run Show output is about: a run still going on those lines (then its first and
-        last line, label and what it has shown so far), else the last finished run
-        overlapping `range_`, else (no range) the document's latest run, going or not; a
-        clear refusal when there is none."""
-        going = [
-            (first, last, label, live)
-            for (live_uri, first, last), (label, live) in list(self.live_runs.items())
-            if live_uri == uri
-            and (range_ is None or (first <= range_.end.line and range_.start.line <= last))
-        ]
-        if going:
-            return going[-1]  # the latest started
-        if range_ is not None:
-            record = self.history.overlapping(uri, range_.start.line, range_.end.line)
-        else:
-            records = self.history.records(uri)
-            record = records[-1] if records else None
-        if record is not None:
-            return record
-        raise JsonRpcException(
-            "codeexec Show output: no finished run here, and none going. Run these lines, "
-            "then Show output (while they run it shows the output so far).",
-            code=REQUEST_FAILED,
-        )
-
     async def show_output(self, uri: str, range_: lsp.Range | None) -> dict[str, Any]:
-        """Write the whole result of a run as one HTML page and open it in the browser.
-        While the run goes, the page holds its output so far and is kept current (it reloads
-        itself; a task here rewrites it) until the run ends, then holds the whole result."""
-        found = self.output_record(uri, range_)
-        if isinstance(found, RunRecord):
-            first, last, label, path = found.first_line, found.last_line, found.label, found.path
-        else:
-            first, last, label, live = found
-            path = to_fs_path(uri) or unquote(uri)
-        stem = path.replace("\\", "/").rsplit("/", 1)[-1].removesuffix(".py") or "output"
-        title = f"{stem}.py, {label}"
-        folder = user_cache_dir() / "outputs"
-        # One file per lines: the live page becomes the whole result at the same address.
-        target = folder / f"{stem}-lines-{first + 1}-{last + 1}.html"
-
-        def live_page(ended: bool = False) -> str:
-            return present_outputs.live_output_page(
-                title,
-                live.elapsed(),
-                live.stdout,
-                live.stderr,
-                live.outputs,
-                None if ended else live.waiting_for,
-                (live.omitted("stdout"), live.omitted("stderr")),
-                ended=ended,
-            )
-
-        async def keep_page_current() -> None:
-            key = (uri, first, last)
-            earlier = [record.result for record in self.history.records(uri)]
-            try:
-                while True:
-                    await asyncio.sleep(present_outputs.LIVE_PAGE_REFRESH_S)
-                    if self.live_runs.get(key, (None, None))[1] is not live:
-                        break
-                    target.write_text(live_page(), encoding="utf-8")
-                # run() records the result as it unregisters the run (no await between).
-                recorded = [
-                    record
-                    for record in self.history.records(uri)
-                    if (record.first_line, record.last_line) == (first, last)
-                    and not any(record.result is result for result in earlier)
-                ]
-                final = (
-                    present_outputs.output_page(recorded[-1].result, title)
-                    if recorded
-                    else live_page(ended=True)
-                )
-                target.write_text(final, encoding="utf-8")
-            except OSError as exc:  # the page stays as it was; the hover has the result
-                log.warning("could not update the output page %s: %s", target, exc)
-
-        if isinstance(found, RunRecord):
-            page = present_outputs.output_page(found.result, title)
-        else:
-            page = live_page()
+        """Write the run's output page (actions/show_output.py chooses the run and keeps a
+        going run's page current) and ask the client to open it in the browser."""
+        span = (range_.start.line, range_.end.line) if range_ is not None else None
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            target.write_text(page, encoding="utf-8")
-        except OSError as exc:
-            message = f"codeexec Show output: could not write {target}: {exc.strerror or exc}"
-            self.tell(lsp.MessageType.Error, message)
-            raise JsonRpcException(message, code=REQUEST_FAILED) from exc
-        if not isinstance(found, RunRecord) and not live.followers:
-            follower = asyncio.ensure_future(keep_page_current())
-            live.followers.add(follower)
-            follower.add_done_callback(live.followers.discard)
-        page_uri = target.as_uri()
+            page = write_output_page(
+                uri,
+                span,
+                to_fs_path(uri) or unquote(uri),
+                self.live_runs,
+                self.history,
+                user_cache_dir() / "outputs",
+            )
+        except NothingToShow as exc:
+            raise JsonRpcException(str(exc), code=REQUEST_FAILED) from exc
+        except PageNotWritten as exc:
+            self.tell(lsp.MessageType.Error, str(exc))
+            raise JsonRpcException(str(exc), code=REQUEST_FAILED) from exc
+        page_uri = page.path.as_uri()
         shown = False
         if self.supports("window.show_document.support"):
             try:
@@ -654,7 +577,9 @@ class CodeexecServer(LanguageServer):
             except Exception as exc:  # the page is written; say where it is instead
                 log.warning("window/showDocument failed: %s", exc)
         if not shown:
-            self.tell(lsp.MessageType.Info, f"the output page is {target} (open it in a browser).")
+            self.tell(
+                lsp.MessageType.Info, f"the output page is {page.path} (open it in a browser)."
+            )
         return {"uri": page_uri, "shown": shown}
 
     async def fix(
