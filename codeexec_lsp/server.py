@@ -29,7 +29,6 @@ from codeexec_lsp import __version__, documents, early_session, present, present
 from codeexec_lsp.actions.run import (
     build_request,
     run_snippet,
-    untrusted,
     usable_settings,
     warm_request,
     workspace_for,
@@ -585,8 +584,11 @@ class CodeexecServer(LanguageServer):
     async def fix(
         self, uri: str, range_: lsp.Range | None, diagnostic: DiagnosticInfo | None
     ) -> dict[str, Any]:
+        """Fix with LLM: actions/fix_session.py chooses the target, builds the request and
+        says what to tell; here the LSP side (document, progress, cancellation, the edit)."""
+        from codeexec_lsp.actions import fix_session
         from codeexec_lsp.actions.explain import check_not_excluded
-        from codeexec_lsp.actions.fix import FixRequest, fix
+        from codeexec_lsp.actions.fix import fix
         from codeexec_lsp.llm.base import LlmError
 
         if not self.is_open(uri):
@@ -594,44 +596,33 @@ class CodeexecServer(LanguageServer):
             raise JsonRpcInvalidParams(f"{uri[:200]} is not open in the editor: open it first")
         document = self.document(uri)
         version, text, lines = document.version, document.source, list(document.lines)
-        on_one_line = range_ is not None and range_.start.line == range_.end.line
-        if range_ is None or range_.start == range_.end or (diagnostic and on_one_line):
-            # A cursor or a diagnostic: fix the enclosing function (or statement).
-            line = diagnostic.line if diagnostic else (range_.start.line if range_ else 0)
-            if not 0 <= line < len(lines):
-                raise JsonRpcInvalidParams(
-                    f"line {line + 1} is outside the document ({len(lines)} lines)"
-                )
-            first, last, empty = line, line, True
-        else:
+
+        def selected_lines() -> tuple[int, int]:
             code = self.snippet_for(document, range_)
-            first, last, empty = code.first_line, code.last_line, False
+            return code.first_line, code.last_line
+
+        try:
+            target = fix_session.choose_target(
+                len(lines),
+                (range_.start.line, range_.end.line) if range_ is not None else None,
+                range_ is not None and range_.start == range_.end,
+                diagnostic,
+                selected_lines,
+            )
+        except fix_session.TargetOutside as exc:
+            raise JsonRpcInvalidParams(str(exc)) from exc
         path = self.document_path(document)
-        record = self.history.overlapping(uri, first, last)
-        last_run = record.result if record and record.result.status != "ok" else None
-        request = FixRequest(
-            document=text,
-            path=path,
-            first_line=first,
-            last_line=last,
-            selection_empty=empty,
-            diagnostic=diagnostic,
-            last_run=last_run,
-            run_span=(record.first_line, record.last_line) if last_run and record else None,
-            attempts=self.settings.fix.attempts,
-            verify=self.settings.fix.verify,
+        request = fix_session.fix_request(
+            uri, text, path, target, diagnostic, self.history, self.settings
         )
-        workspace = workspace_for(path, self.workspace_folders())
         key = ("fix", uri)
         cancel = self.in_flight.start(key)
-
-        async def run_lines(document_text: str, first_line: int, last_line: int) -> RunResult:
-            lines_snippet = snippet.for_lines(document_text, path, first_line, last_line)
-            run_request = untrusted(build_request(lines_snippet, self.settings, workspace))
-            # A throwaway process in the strict box: the candidate is the model's code, not
-            # the user's, and verification must never touch a live session's state.
-            return await self.executors.local.run(run_request, cancel)
-
+        run_lines = fix_session.untrusted_lines_runner(
+            path,
+            self.settings,
+            workspace_for(path, self.workspace_folders()),
+            lambda run_request: self.executors.local.run(run_request, cancel),
+        )
         try:
             check_not_excluded(path, self.settings.llm.exclude)
             model = self.chat_model()
@@ -640,33 +631,30 @@ class CodeexecServer(LanguageServer):
         except LlmError as exc:
             raise self.llm_failed("Fix", exc) from exc
         except Cancelled:
-            return {"applied": False, "verified": False, "attempts": 0, "message": "Cancelled."}
+            return dict(fix_session.CANCELLED)
         finally:
             self.in_flight.finish(key, cancel)
-        applied = False
-        message = outcome.message
+        applied: bool | None = None
+        refusal = ""
         if outcome.should_apply:
             applied, refusal = await self.apply_fix_edit(uri, version, lines, outcome)
-            message = message if applied else refusal
-        elif outcome.edits and self.is_open(uri):
+        report = fix_session.report(outcome, applied, refusal, self.is_open(uri))
+        if report.keep_pending:
             self.pending_fixes[uri] = (version, outcome)
-            message += " Use the code action 'Apply unverified fix' to apply it anyway."
-        kind = lsp.MessageType.Info if applied and outcome.verified else lsp.MessageType.Warning
-        self.tell(kind, message)
-        return {**outcome.to_json(applied), "message": message}
+        levels = {"info": lsp.MessageType.Info, "warning": lsp.MessageType.Warning}
+        self.tell(levels[report.level], report.message)
+        return report.answer
 
     async def apply_fix_edit(
         self, uri: str, version: int | None, lines: list[str], outcome: FixOutcome
     ) -> tuple[bool, str]:
         """Apply as one versioned edit; (applied, why not) — a stale document is refused."""
+        from codeexec_lsp.actions import fix_session
         from codeexec_lsp.edits import EditOutsideTarget, to_workspace_edit
 
-        stale = (
-            "The document changed while the fix was being made, so nothing was changed. "
-            "Run Fix with LLM again."
-        )
-        if self.workspace.get_text_document(uri).version != version or outcome.target is None:
-            return False, stale
+        current = self.workspace.get_text_document(uri).version
+        if not fix_session.still_applicable(current, version, outcome) or outcome.target is None:
+            return False, fix_session.STALE
         try:
             edit = to_workspace_edit(
                 uri,
@@ -688,10 +676,7 @@ class CodeexecServer(LanguageServer):
         except Exception as exc:
             return False, f"The editor could not apply the fix ({exc}); nothing was changed."
         if not response.applied:
-            reason = f" ({response.failure_reason})" if response.failure_reason else ""
-            return False, stale.replace(
-                "The document", f"The editor refused the edit{reason}: the document"
-            )
+            return False, fix_session.editor_refused(response.failure_reason)
         self.pending_fixes.pop(uri, None)
         return True, ""
 
