@@ -491,8 +491,9 @@ class CodeexecServer(LanguageServer):
         return JsonRpcException(message, code=REQUEST_FAILED)
 
     async def explain(self, uri: str, range_: lsp.Range | None) -> dict[str, Any]:
-        from codeexec_lsp.actions.explain import check_not_excluded, explain
-        from codeexec_lsp.code_context import build_context
+        """Explain with LLM: actions/explain.py builds the grounded context and writes the
+        document; here the LSP side (snippet, progress, cancellation, showDocument)."""
+        from codeexec_lsp.actions.explain import check_not_excluded, explain_snippet
         from codeexec_lsp.llm.base import LlmError
 
         document = self.document(uri)
@@ -502,21 +503,12 @@ class CodeexecServer(LanguageServer):
         try:
             check_not_excluded(code.path, self.settings.llm.exclude)
             model = self.chat_model()
-            record = self.history.overlapping(uri, code.first_line, code.last_line)
-            ctx = build_context(
-                document.source,
-                code.path,
-                code.first_line,
-                code.last_line,
-                last_run=record.result if record else None,
-            )
             async with self.work_progress(f"Explaining {code.describe()}", cancel) as report:
-
-                def streamed(text: str) -> None:
-                    report(f"{len(text.split())} words")
-
                 result = await until_cancelled(
-                    explain(model, ctx, self.explain_cache, on_text=streamed), cancel
+                    explain_snippet(
+                        model, document.source, code, self.history, uri, self.explain_cache, report
+                    ),
+                    cancel,
                 )
         except LlmError as exc:
             raise self.llm_failed("Explain", exc) from exc
@@ -532,15 +524,14 @@ class CodeexecServer(LanguageServer):
         return {"markdown": result.markdown, "cached": result.cached}
 
     async def show_explanation(self, code: snippet.Snippet, markdown: str) -> None:
+        from codeexec_lsp.actions.explain import explanation_document
+
         if not self.supports("window.show_document.support"):
             return
-        stem = code.path.rsplit("/", 1)[-1].removesuffix(".py")
-        path = user_cache_dir() / "explanations" / "documents"
-        target = path / f"{stem}-lines-{code.first_line + 1}-{code.last_line + 1}.md"
         try:
-            path.mkdir(parents=True, exist_ok=True)
-            heading = f"# {stem}.py, {code.describe()}\n\n"
-            target.write_text(heading + markdown + "\n", encoding="utf-8")
+            target = explanation_document(
+                user_cache_dir() / "explanations" / "documents", code, markdown
+            )
             await self.window_show_document_async(
                 lsp.ShowDocumentParams(uri=target.as_uri(), take_focus=True)
             )

@@ -6,10 +6,10 @@ import fnmatch
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import PurePath
+from pathlib import Path, PurePath
 
 from codeexec_lsp.cache import TextCache, cache_key
-from codeexec_lsp.code_context import CodeContext
+from codeexec_lsp.code_context import CodeContext, build_context
 from codeexec_lsp.llm.base import (
     ChatMessage,
     ChatModel,
@@ -18,6 +18,8 @@ from codeexec_lsp.llm.base import (
     LlmError,
 )
 from codeexec_lsp.llm.prompts import PROMPT_VERSION, estimate_tokens, explain_messages
+from codeexec_lsp.run_history import RunHistory
+from codeexec_lsp.snippet import Snippet
 
 EXPLAIN_MAX_TOKENS = 1500
 # `on_text` gets the whole text so far: calling it for every delta would cost quadratic time
@@ -95,3 +97,40 @@ async def _stream(
     if not text.strip():
         raise LlmBadAnswer("The model returned an empty explanation. Try again or another model.")
     return text
+
+
+async def explain_snippet(
+    model: ChatModel,
+    document: str,
+    code: Snippet,
+    history: RunHistory,
+    uri: str,
+    cache: TextCache | None,
+    report: Callable[[str], None],
+) -> Explanation:
+    """Explain the snippet's lines, grounded in the last run overlapping them (what it
+    printed or raised); `report` hears the answer's length in words as it streams."""
+    record = history.overlapping(uri, code.first_line, code.last_line)
+    ctx = build_context(
+        document,
+        code.path,
+        code.first_line,
+        code.last_line,
+        last_run=record.result if record else None,
+    )
+
+    def streamed(text: str) -> None:
+        report(f"{len(text.split())} words")
+
+    return await explain(model, ctx, cache, on_text=streamed)
+
+
+def explanation_document(folder: Path, code: Snippet, markdown: str) -> Path:
+    """Write the explanation as a Markdown document the editor can open beside the code:
+    one file per lines, so explaining them again replaces it. Raises OSError."""
+    stem = code.path.rsplit("/", 1)[-1].removesuffix(".py")
+    target = folder / f"{stem}-lines-{code.first_line + 1}-{code.last_line + 1}.md"
+    folder.mkdir(parents=True, exist_ok=True)
+    heading = f"# {stem}.py, {code.describe()}\n\n"
+    target.write_text(heading + markdown + "\n", encoding="utf-8")
+    return target
