@@ -148,6 +148,18 @@ class CodeexecProtocol(LanguageServerProtocol):
         if future is not None and not getattr(handler, ATTR_EXECUTE_IN_THREAD, False):
             future.add_done_callback(functools.partial(self._forget, msg_id))
 
+    def _handle_response(
+        self, msg_id: Any, result: Any | None = None, error: Any | None = None
+    ) -> None:
+        """A client's late answer to a request we stopped waiting for (a run's progress
+        create after the run ended, anything in flight at shutdown) is no error: pygls would
+        set a result on the cancelled future and log an InvalidStateError traceback."""
+        future = self._request_futures.get(msg_id)
+        if future is not None and future.done():
+            self._request_futures.pop(msg_id, None)
+            return
+        super()._handle_response(msg_id, result, error)
+
     _shutdown_started = False
 
     @lsp_method(lsp.SHUTDOWN)
