@@ -82,14 +82,6 @@ async def start(message: bytes, session: SessionExecutor) -> None:
         if request is None:
             return
         started.append((request.cwd, request.sandbox))
-        await session.warm(
-            request.python,
-            request.cwd,
-            request.env,
-            request.limits,
-            request.sys_path,
-            network=request.network,
-            profile=request.sandbox,
-        )
+        await session.warm_for(request)
     except Exception as exc:  # an early start is only a head start
         log.info("could not start the session before initialize: %s", exc)

@@ -467,15 +467,7 @@ class CodeexecServer(LanguageServer):
         if self.settings.executor == "jupyter":
             await self.executors.jupyter(self.settings).warm(request)
             return None
-        await self.executors.session.warm(
-            request.python,
-            request.cwd,
-            request.env,
-            request.limits,
-            request.sys_path,
-            network=request.network,
-            profile=request.sandbox,
-        )
+        await self.executors.session.warm_for(request)
         return (request.cwd, request.sandbox)
 
     async def restart_session(self) -> dict[str, Any]:

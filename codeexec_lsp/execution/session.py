@@ -1050,6 +1050,19 @@ class SessionExecutor:
             session.running = None
             session.lock.release()
 
+    async def warm_for(self, request: RunRequest) -> bool:
+        """warm() for the worker a run of `request` would use (the server's warm-up at
+        `initialize`/`initialized`, and the early start before it: early_session.py)."""
+        return await self.warm(
+            request.python,
+            request.cwd,
+            request.env,
+            request.limits,
+            request.sys_path,
+            network=request.network,
+            profile=request.sandbox,
+        )
+
     async def warm(
         self,
         python: str,
