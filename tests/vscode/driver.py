@@ -70,8 +70,10 @@ class Workbench:
         rows: list[tuple[float, str]] = []
         for index in range(lines.count()):
             line = lines.nth(index)
-            box = line.bounding_box()
-            rows.append((box["y"] if box else 0.0, text_of(line)))
+            # Monaco places each line by its `top` style; DOM order is not line order, and a
+            # line being re-rendered (an inlay hint arriving) has no bounding box for a moment.
+            top = line.evaluate("element => parseFloat(element.style.top)")
+            rows.append((float(top), text_of(line)))
         return "\n".join(text for _, text in sorted(rows))
 
     def squiggled_lines(self) -> list[str]:
