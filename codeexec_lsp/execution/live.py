@@ -16,7 +16,12 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from codeexec_lsp.execution.base import RunRequest
+    from codeexec_lsp.snippet import Snippet
 
 Stream = Literal["stdout", "stderr"]
 TAIL_CHARS = 64 * 1024
@@ -153,6 +158,58 @@ def run_label(first_line: int, last_line: int, path: str, seen_from: str = "") -
     name = path.replace("\\", "/").rsplit("/", 1)[-1]
     where = f" of {name}" if path and name and path != seen_from else ""
     return f"the run at {lines}{where}"
+
+
+class RunQueue:
+    """What a run waiting for an executor's one-run-at-a-time lock is told while it waits.
+
+    The state behind it: a session (execution/session.py) or a kernel slot
+    (execution/jupyter/executor.py) inherits it and owns the lock; `wait_turn` is called
+    by their `run`, `tell_queued` whenever the lock changes hands. `holder` names what holds
+    the lock: the running run, else `busy_with()` (a look at the variables), else `idle`.
+    """
+
+    idle = "the executor to start"
+
+    def __init__(self) -> None:
+        self.running: Snippet | None = None  # what the run holding the lock runs, if one does
+        # The watchers of runs waiting for the lock, with their files.
+        self.queued: list[tuple[LiveOutput, str]] = []
+
+    def busy_with(self) -> str | None:
+        """What holds the lock when it is not a run (None: nothing else ever does)."""
+        return None
+
+    def holder(self, seen_from: str) -> str:
+        """What holds the lock, as a queued run's progress says it ("waiting for …")."""
+        running = self.running
+        if running is not None:
+            return run_label(running.first_line, running.last_line, running.path, seen_from)
+        return self.busy_with() or self.idle
+
+    def tell_queued(self) -> None:
+        """The lock changed hands: every queued run now waits for the new holder."""
+        for live, path in self.queued:
+            live.waiting_for = self.holder(path)
+
+    async def wait_turn(
+        self, locked: bool, request: RunRequest, acquire: Callable[[], Awaitable[bool]]
+    ) -> bool:
+        """`acquire()` (False: cancelled while waiting), with `request`'s watcher told what
+        it waits for while the lock is `locked` by someone else."""
+        live = request.live
+        waiter = None
+        if live is not None and locked:
+            # Said in the queued run's progress: "waiting for the run at lines 10–20".
+            waiter = (live, request.snippet.path)
+            self.queued.append(waiter)
+            live.waiting_for = self.holder(request.snippet.path)
+        try:
+            return await acquire()
+        finally:
+            if waiter is not None:
+                self.queued.remove(waiter)
+                waiter[0].waiting_for = None
 
 
 def _latest_line(text: str, new_from: int = 0) -> str:

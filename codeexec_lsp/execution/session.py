@@ -47,7 +47,7 @@ from typing import Any
 from codeexec_lsp.execution.base import InspectAnswer, Limits, Profile, RunRequest, has_waiters
 from codeexec_lsp.execution.capture import BoundedCapture, DelimitedStream
 from codeexec_lsp.execution.launcher import Box, launch
-from codeexec_lsp.execution.live import LiveOutput, run_label
+from codeexec_lsp.execution.live import LiveOutput, RunQueue
 from codeexec_lsp.execution.local import memory_limit_message, result_cap
 from codeexec_lsp.execution.outcome import (
     StopReason,
@@ -64,7 +64,6 @@ from codeexec_lsp.execution.outcome import (
 )
 from codeexec_lsp.execution.sandbox import ProcessGuard
 from codeexec_lsp.results import ErrorInfo, RunResult, Status
-from codeexec_lsp.snippet import Snippet
 
 NAME = "session"
 WORKER = Path(__file__).with_name("worker.py")
@@ -554,7 +553,7 @@ async def _inspect_reply(worker: _Worker, inspection: int) -> dict[str, Any] | N
             return message
 
 
-class _Session:
+class _Session(RunQueue):
     """The worker for one (interpreter, cwd), replaced when it dies or its settings change."""
 
     def __init__(self) -> None:
@@ -568,23 +567,12 @@ class _Session:
         self.cleanups: set[asyncio.Future[None]] = set()
         self.inspections = 0  # ids of inspect requests (answers carry them back)
         self.inspecting = False  # `lock` is held by a question, not a run
-        self.running: Snippet | None = None  # what the run holding `lock` runs, if one does
-        # The watchers of runs waiting for `lock`, with their files: told what they wait for.
-        self.queued: list[tuple[LiveOutput, str]] = []
+        super().__init__()  # RunQueue: what runs queued for `lock` are told
 
-    def holder(self, seen_from: str) -> str:
-        """What holds `lock`, as a queued run's progress says it ("waiting for …")."""
-        running = self.running
-        if running is not None:
-            return run_label(running.first_line, running.last_line, running.path, seen_from)
-        if self.inspecting:
-            return "a look at the session's variables"
-        return "the session to start"
+    idle = "the session to start"
 
-    def tell_queued(self) -> None:
-        """The lock changed hands: every queued run now waits for the new holder."""
-        for live, path in self.queued:
-            live.waiting_for = self.holder(path)
+    def busy_with(self) -> str | None:
+        return "a look at the session's variables" if self.inspecting else None
 
     @property
     def unused(self) -> bool:
@@ -1025,19 +1013,9 @@ class SessionExecutor:
     async def run(self, request: RunRequest, cancel: asyncio.Event | None = None) -> RunResult:
         started = time.perf_counter()
         session = self._session((request.cwd, request.sandbox))
-        live = request.live
-        waiter = None
-        if live is not None and session.lock.locked():
-            # Said in the queued run's progress: "waiting for the run at lines 10–20".
-            waiter = (live, request.snippet.path)
-            session.queued.append(waiter)
-            live.waiting_for = session.holder(request.snippet.path)
-        try:
-            acquired = await _acquire(session.lock, cancel)
-        finally:
-            if waiter is not None:
-                session.queued.remove(waiter)
-                waiter[0].waiting_for = None
+        acquired = await session.wait_turn(
+            session.lock.locked(), request, lambda: _acquire(session.lock, cancel)
+        )
         if not acquired:
             return _cancelled(request, started)
         session.running = request.snippet

@@ -38,10 +38,9 @@ from codeexec_lsp.execution.jupyter.protocol import (
     msg_type,
     unparented_status,
 )
-from codeexec_lsp.execution.live import LiveOutput, run_label
+from codeexec_lsp.execution.live import LiveOutput, RunQueue
 from codeexec_lsp.execution.outcome import build_result, classify, internal_result
 from codeexec_lsp.results import ErrorInfo, RunResult, Status
-from codeexec_lsp.snippet import Snippet
 
 NAME = "jupyter"
 EXTRA_HINT = "pip install 'codeexec-lsp[jupyter]'"
@@ -86,7 +85,7 @@ def _importable(name: str) -> bool:
 
 
 @dataclass
-class _Kernel:
+class _Kernel(RunQueue):
     """One kernel slot: its connection, whether our helper is in it, and its queue."""
 
     connection: KernelConnection | None = None
@@ -95,21 +94,11 @@ class _Kernel:
     note: str = ""  # said on the next run (e.g. that an earlier run lost the state)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     runs: int = 0
-    running: Snippet | None = None  # what the run holding `lock` runs, if one does
-    # The watchers of runs waiting for `lock`, with their files: told what they wait for.
-    queued: list[tuple[LiveOutput, str]] = field(default_factory=list)
 
-    def holder(self, seen_from: str) -> str:
-        """What holds `lock`, as a queued run's progress says it ("waiting for …")."""
-        running = self.running
-        if running is None:
-            return "the kernel to start"
-        return run_label(running.first_line, running.last_line, running.path, seen_from)
+    idle = "the kernel to start"
 
-    def tell_queued(self) -> None:
-        """The lock changed hands: every queued run now waits for the new holder."""
-        for live, path in self.queued:
-            live.waiting_for = self.holder(path)
+    def __post_init__(self) -> None:
+        RunQueue.__init__(self)  # what runs queued for `lock` are told
 
 
 class JupyterExecutor:
@@ -245,19 +234,9 @@ class JupyterExecutor:
         if request.sandbox == "strict" and self._launches_kernels:
             return internal_result(request, NAME, STRICT_UNSUPPORTED, started)
         slot = self._kernels.setdefault(self._key(request), _Kernel())
-        live = request.live
-        waiter = None
-        if live is not None and slot.lock.locked():
-            # Said in the queued run's progress: "waiting for the run at lines 10–20".
-            waiter = (live, request.snippet.path)
-            slot.queued.append(waiter)
-            live.waiting_for = slot.holder(request.snippet.path)
-        try:
-            acquired = await _acquire(slot.lock, cancel)
-        finally:
-            if waiter is not None:
-                slot.queued.remove(waiter)
-                waiter[0].waiting_for = None
+        acquired = await slot.wait_turn(
+            slot.lock.locked(), request, lambda: _acquire(slot.lock, cancel)
+        )
         if not acquired:
             return self._cancelled(request, started, "Cancelled before it started.")
         slot.running = request.snippet
