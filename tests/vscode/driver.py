@@ -65,7 +65,22 @@ class Workbench:
         return self.page.locator(".editor-group-container.active .monaco-editor").first
 
     def editor_text(self) -> str:
-        """The active editor's rendered lines (inlay hints included), one per line, in order."""
+        """The active editor's rendered lines (inlay hints included), one per line, in order.
+
+        Read until two readings 150 ms apart agree: while Monaco re-renders after an edit,
+        a line can be in the DOM with no text for a moment (CI once read a fixed function's
+        new lines as empty), and a test must judge what the user sees, not that moment.
+        """
+        reading = self._rendered_lines()
+        for _ in range(20):
+            self.page.wait_for_timeout(150)
+            again = self._rendered_lines()
+            if again == reading:
+                break
+            reading = again
+        return reading
+
+    def _rendered_lines(self) -> str:
         lines = self.editor().locator(".view-lines .view-line")
         rows: list[tuple[float, str]] = []
         for index in range(lines.count()):
@@ -291,7 +306,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
                     break
                 page.keyboard.press("Escape")
             page.keyboard.press("Enter")
-            text = wait_until(bench.editor_text, lambda t: "if count == 0" in t, 45)
+            text = wait_until(bench.editor_text, lambda t: "return 0.0" in t, 45)
             squiggled = wait_until(bench.squiggled_lines, lambda s: not s, 15)
             page.keyboard.press("Control+Shift+M")
             problems = wait_until(bench.problems, lambda p: not p, 10)
