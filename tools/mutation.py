@@ -48,7 +48,10 @@ MODULES: dict[str, tuple[str, list[str]]] = {
             "tests/unit/test_runner_mapping.py",
         ],
     ),
-    "runner": ("codeexec_lsp/execution/runner.py", ["tests/unit/test_runner_mapping.py"]),
+    "runner": (
+        "codeexec_lsp/execution/runner.py",
+        ["tests/unit/test_runner_mapping.py", "tests/unit/test_runner_child.py"],
+    ),
     "outcome": (
         "codeexec_lsp/execution/outcome.py",
         ["tests/unit/test_runner_mapping.py", "tests/unit/test_outcome.py"],
