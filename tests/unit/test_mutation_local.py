@@ -1,17 +1,27 @@
 """The local executor's edges found unguarded by mutation testing (tools/MUTATION.md,
 local.py): what a watcher of a run in progress gets when the code writes bytes that are
-not UTF-8."""
+not UTF-8, a run at the output hard cap and one byte past it, and closing an executor
+whose pre-started child failed, was cancelled, is still starting or is ready."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from codeexec_lsp import snippet
 from codeexec_lsp.actions.run import build_request
 from codeexec_lsp.config import Settings
+from codeexec_lsp.execution.base import RunRequest
 from codeexec_lsp.execution.live import LiveOutput
 from codeexec_lsp.execution.local import LocalExecutor
+from codeexec_lsp.execution.sandbox import process_plan
 
 WRITES_BAD_BYTES = (
     "import sys\n"
@@ -38,3 +48,223 @@ async def test_a_watcher_gets_bytes_that_are_not_utf8_as_replacement_characters(
     assert result.stdout == "before \ufffd\ufffd after\nsplit é\n"
     assert live.stdout == result.stdout
     assert live.last_line() == "split é"
+
+
+# --- the output hard cap: exactly at it the run goes on, one byte past it stops ----------
+
+MAX_OUTPUT_BYTES = 100  # the hard cap is 10 × this: 1,000 bytes, stdout and stderr together
+HARD_CAP_MESSAGE = (
+    "Stopped: the code printed more than 1,000 bytes (10 × codeexec.maxOutputBytes). "
+    "Print less, or raise maxOutputBytes."
+)
+
+
+def prints_then_waits(stdout_bytes: int, stderr_bytes: int) -> str:
+    """Code that prints this much on each stream, then waits to be stopped: the run ends
+    by the server's choice only, never by racing the code's own end."""
+    return (
+        "import sys, time\n"
+        f"sys.stdout.write('o' * {stdout_bytes - 1} + '\\n')\n"
+        "sys.stdout.flush()\n"
+        f"sys.stderr.write('e' * {stderr_bytes - 1} + '\\n')\n"
+        "sys.stderr.flush()\n"
+        "time.sleep(120)\n"
+    )
+
+
+async def until(check: Callable[[], bool], pause: float) -> None:
+    """Poll `check` every `pause` seconds (0: every turn of the event loop); the bound on
+    the turns only stops a hang."""
+    for _ in range(100_000):
+        if check():
+            return
+        await asyncio.sleep(pause)
+    raise AssertionError("never happened")
+
+
+def capped_request(code: str, tmp_path: Path, timeout: float) -> RunRequest:
+    source = tmp_path / "main.py"
+    source.write_text(code)
+    settings = Settings(max_output_bytes=MAX_OUTPUT_BYTES, timeout=timeout)
+    return build_request(snippet.whole_file(code, str(source)), settings, tmp_path)
+
+
+@pytest.mark.timeout(90)
+async def test_output_of_exactly_the_hard_cap_does_not_stop_the_run(tmp_path: Path) -> None:
+    """600 bytes on stdout and 400 on stderr are the cap exactly: the run is not stopped
+    for its output. Once the watcher has every byte (the server fed it after checking the
+    cap), the run is cancelled: that is the only thing that may stop it."""
+    request = capped_request(prints_then_waits(600, 400), tmp_path, timeout=60)
+    assert request.limits.output_hard_cap == 1000
+    live, cancel = LiveOutput(), asyncio.Event()
+    executor = LocalExecutor()
+    try:
+        running = asyncio.create_task(executor.run(replace(request, live=live), cancel))
+        await until(
+            lambda: running.done() or (len(live.stdout), len(live.stderr)) == (600, 400), 0.01
+        )
+        cancel.set()
+        result = await running
+    finally:
+        await executor.close()
+    assert (result.status, result.message) == ("cancelled", "Cancelled: the run was stopped.")
+    assert result.truncated  # each stream is over maxOutputBytes, not the run over the cap
+    assert result.stdout.startswith("o" * 50) and result.stderr.startswith("e" * 50)
+
+
+@pytest.mark.timeout(90)
+async def test_one_byte_past_the_hard_cap_stops_the_run_and_says_why(tmp_path: Path) -> None:
+    """600 + 401 bytes: one past the cap, counting both streams, stops the run at once
+    (long before its timeout) with the limit status and the message naming the setting."""
+    result = await LocalExecutor().run(
+        capped_request(prints_then_waits(600, 401), tmp_path, timeout=30)
+    )
+    assert (result.status, result.message) == ("limit", HARD_CAP_MESSAGE), result
+    assert result.error is None and result.truncated
+    assert result.stdout.startswith("o" * 50) and result.stdout.endswith("o" * 49 + "\n")
+    assert result.stderr.startswith("e" * 50) and result.stderr.endswith("e" * 49 + "\n")
+
+
+# --- closing an executor whose pre-started child failed, was cancelled, or is ready ------
+
+
+def my_children() -> set[int]:
+    """Processes whose parent is this one (zombies included: a child not reaped is left)."""
+    mine: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue  # exited meanwhile
+            # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+            if int(stat.rpartition(")")[2].split()[1]) == os.getpid():
+                mine.add(int(entry.name))
+    return mine
+
+
+def my_cgroup_leaves() -> set[Path]:
+    """The pids and memory cgroups this process made for its children (sandbox.py names
+    them after the server's pid)."""
+    plan = process_plan()
+    prefix = f"{os.getpid()}-"
+    return {
+        leaf
+        for parent in (plan.cgroup_parent, plan.memory_parent)
+        if parent is not None and parent.is_dir()
+        for leaf in parent.iterdir()
+        if leaf.name.startswith(prefix)
+    }
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def group_gone(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def simple_request(tmp_path: Path, python: str | None = None) -> RunRequest:
+    code = "6 * 7\n"
+    source = tmp_path / "main.py"
+    source.write_text(code)
+    request = build_request(snippet.whole_file(code, str(source)), Settings(), tmp_path)
+    return request if python is None else replace(request, python=python)
+
+
+def pending_spares(executor: LocalExecutor) -> list[asyncio.Task[Any]]:
+    """The children the executor is starting ahead of the next run (white box: nothing
+    else shows them, and closing them is what these tests are about)."""
+    return list(executor._spares.values())
+
+
+@pytest.mark.timeout(90)
+async def test_closing_after_a_pre_start_failed_raises_nothing_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    children, leaves = my_children(), my_cgroup_leaves()
+    missing = str(tmp_path / "no-such-python")
+    executor = LocalExecutor(prestart=True)
+    result = await executor.run(simple_request(tmp_path, missing))
+    assert result.status == "internal" and repr(missing) in result.message, result
+    spares = pending_spares(executor)
+    assert len(spares) == 1
+    await asyncio.wait(spares)
+    assert isinstance(spares[0].exception(), FileNotFoundError)
+    await executor.close()  # must not raise the start's error again
+    assert pending_spares(executor) == []
+    assert my_children() <= children
+    assert my_cgroup_leaves() <= leaves
+
+
+@pytest.mark.timeout(90)
+async def test_closing_after_a_pre_start_was_cancelled_raises_nothing_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    children, leaves = my_children(), my_cgroup_leaves()
+    executor = LocalExecutor(prestart=True)
+    running = asyncio.create_task(executor.run(simple_request(tmp_path)))
+    await until(lambda: bool(pending_spares(executor)), 0)
+    (spare,) = pending_spares(executor)
+    assert spare.cancel()  # still starting: the interpreter cannot be up yet
+    result = await running
+    assert (result.status, result.value) == ("ok", "42"), result
+    await asyncio.wait([spare])
+    assert spare.cancelled()
+    await executor.close()  # must not raise the cancellation
+    assert my_children() <= children
+    assert my_cgroup_leaves() <= leaves
+
+
+@pytest.mark.timeout(90)
+async def test_closing_while_a_pre_start_is_under_way_stops_it_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    children, leaves = my_children(), my_cgroup_leaves()
+    executor = LocalExecutor(prestart=True)
+    running = asyncio.create_task(executor.run(simple_request(tmp_path)))
+    await until(lambda: bool(pending_spares(executor)), 0)
+    (spare,) = pending_spares(executor)
+    assert not spare.done()
+    await executor.close()
+    assert spare.done()
+    result = await running  # the run's own child is not the spare: it finishes
+    assert (result.status, result.value) == ("ok", "42"), result
+    assert my_children() <= children
+    assert my_cgroup_leaves() <= leaves
+
+
+@pytest.mark.timeout(90)
+async def test_closing_discards_a_ready_pre_started_child_completely(tmp_path: Path) -> None:
+    """The child waiting for the next run is killed with its process group, reaped, its
+    result pipe closed and its cgroups removed."""
+    children, leaves = my_children(), my_cgroup_leaves()
+    executor = LocalExecutor(prestart=True)
+    result = await executor.run(simple_request(tmp_path))
+    assert (result.status, result.value) == ("ok", "42"), result
+    (spare,) = pending_spares(executor)
+    child = await spare
+    await child.adopted
+    pid, pipe = child.process.pid, child.result_read
+    pipe_link = os.readlink(f"/proc/self/fd/{pipe}")
+    own_leaves = {
+        leaf for leaf in (child.guard.cgroup, child.guard.memory_cgroup) if leaf is not None
+    }
+    assert not gone(pid) and child.process.returncode is None
+    await executor.close()
+    assert gone(pid) and group_gone(pid)  # reaped, and nothing of its group is left
+    assert child.process.returncode is not None
+    with contextlib.suppress(FileNotFoundError):  # the number may serve another file now
+        assert os.readlink(f"/proc/self/fd/{pipe}") != pipe_link
+    assert not any(leaf.exists() for leaf in own_leaves)
+    assert my_children() <= children
+    assert my_cgroup_leaves() <= leaves
