@@ -89,7 +89,9 @@ def _dropped_failing_line(request: FixRequest, target: CodeUnit, candidate: str)
     kept = {line.strip() for line in candidate.splitlines()}
     for frame in error.frames:
         index = frame.line - 1
-        if frame.name != "<module>" or not target.start_line <= index <= target.end_line:
+        if frame.file != request.path or frame.name != "<module>":
+            continue  # another file's top level (a module imported, a string exec'd)
+        if not target.start_line <= index <= target.end_line:
             continue
         if 0 <= index < len(lines) and lines[index].strip() not in kept:
             return lines[index].strip()

@@ -333,3 +333,15 @@ async def test_a_whole_file_answer_is_cut_at_the_target_when_its_text_occurs_twi
     )
     assert outcome.verified
     assert outcome.new_document == answer + "\n"
+
+
+async def test_a_line_of_other_code_run_at_top_level_is_not_taken_for_a_document_line(
+    fake_llm: FakeLlmServer, tmp_path: Path
+) -> None:
+    """The error is in a string given to `exec`: its `<module>` frame's line 2 is the
+    string's, not the document's line 2, which the candidate may delete."""
+    document = "source = 'x = 1\\ny = 1 / 0'\nnote = 'unused'\nexec(source)\n"
+    candidate = "source = 'x = 1\\ny = 1 / 1'\nexec(source)"
+    outcome, _ = await fix_document(fake_llm, tmp_path, document, candidate, last_line=2)
+    assert (outcome.verified, outcome.should_apply) == (True, True), outcome.message
+    assert outcome.new_document == candidate + "\n"
