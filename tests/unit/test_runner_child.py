@@ -291,12 +291,12 @@ def test_limits_in_the_request_are_applied_before_the_code_runs() -> None:
     lines = run_main(
         request_for(
             "import resource\nresource.getrlimit(resource.RLIMIT_FSIZE)",
-            limits={"file_bytes": 2**40},
+            limits={"file_bytes": TOP},
         )
     )
     result = json.loads(lines[1])
-    assert result["value"] == f"({2**40}, {2**40})"
-    assert result["limits_applied"] == {"RLIMIT_FSIZE": 2**40, "RLIMIT_CORE": 0}
+    assert result["value"] == f"({TOP}, {TOP})"
+    assert result["limits_applied"] == {"RLIMIT_FSIZE": TOP, "RLIMIT_CORE": 0}
 
 
 def test_the_code_runs_in_the_prepared_process() -> None:
