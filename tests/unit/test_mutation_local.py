@@ -5,9 +5,11 @@ whose pre-started child failed, was cancelled, is still starting or is ready."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import os
+import signal
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -22,6 +24,7 @@ from codeexec_lsp.execution.base import RunRequest
 from codeexec_lsp.execution.live import LiveOutput
 from codeexec_lsp.execution.local import LocalExecutor
 from codeexec_lsp.execution.sandbox import process_plan
+from codeexec_lsp.results import RunResult
 
 WRITES_BAD_BYTES = (
     "import sys\n"
@@ -194,8 +197,9 @@ async def test_closing_after_a_pre_start_failed_raises_nothing_and_leaves_nothin
     children, leaves = my_children(), my_cgroup_leaves()
     missing = str(tmp_path / "no-such-python")
     executor = LocalExecutor(prestart=True)
-    result = await executor.run(simple_request(tmp_path, missing))
-    assert result.status == "internal" and repr(missing) in result.message, result
+    for _ in range(2):  # the second run takes the failed spare, and says the same
+        result = await executor.run(simple_request(tmp_path, missing))
+        assert result.status == "internal" and repr(missing) in result.message, result
     spares = pending_spares(executor)
     assert len(spares) == 1
     await asyncio.wait(spares)
@@ -268,3 +272,111 @@ async def test_closing_discards_a_ready_pre_started_child_completely(tmp_path: P
     assert not any(leaf.exists() for leaf in own_leaves)
     assert my_children() <= children
     assert my_cgroup_leaves() <= leaves
+
+
+# --- which pre-started child serves a run ------------------------------------------------
+
+SHOWS_WHERE_IT_RUNS = (
+    "import os, sys\n(os.getpid(), os.getcwd(), os.environ.get('CODEEXEC_MARK'), sys.executable)\n"
+)
+
+
+def where_request(folder: Path, mark: str) -> RunRequest:
+    source = folder / "main.py"
+    source.write_text(SHOWS_WHERE_IT_RUNS)
+    request = build_request(
+        snippet.whole_file(SHOWS_WHERE_IT_RUNS, str(source)), Settings(), folder
+    )
+    return replace(request, env={**request.env, "CODEEXEC_MARK": mark})
+
+
+def where(result: RunResult) -> tuple[int, str, str, str]:
+    """The child's pid, folder, mark and interpreter, from the run's value."""
+    assert result.status == "ok" and result.value is not None, result
+    pid, folder, mark, python = ast.literal_eval(result.value)
+    return pid, folder, mark, python
+
+
+@pytest.mark.timeout(90)
+async def test_the_pre_started_child_serves_the_next_run_as_a_fresh_one_would(
+    tmp_path: Path,
+) -> None:
+    """The child started ahead for the same interpreter, folder and environment is the one
+    that runs the next request, and it runs it where a fresh child would."""
+    children, leaves = my_children(), my_cgroup_leaves()
+    request = where_request(tmp_path, "first")
+    executor = LocalExecutor(prestart=True)
+    try:
+        first = where(await executor.run(request))
+        (spare,) = pending_spares(executor)
+        spare_pid = (await spare).process.pid
+        second = where(await executor.run(request))
+    finally:
+        await executor.close()
+    assert first[1:] == (str(tmp_path), "first", first[3]) and first[3]
+    assert second == (spare_pid, *first[1:])
+    assert my_children() <= children
+    assert my_cgroup_leaves() <= leaves
+
+
+@pytest.mark.timeout(90)
+async def test_a_child_started_for_another_folder_or_environment_is_not_used(
+    tmp_path: Path,
+) -> None:
+    children, leaves = my_children(), my_cgroup_leaves()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    executor = LocalExecutor(prestart=True)
+    try:
+        await executor.run(where_request(tmp_path, "here"))
+        (spare_here,) = pending_spares(executor)
+        here_pid = (await spare_here).process.pid
+        moved = where(await executor.run(where_request(elsewhere, "here")))
+        assert moved[1:3] == (str(elsewhere), "here") and moved[0] != here_pid
+        remarked = where(await executor.run(where_request(tmp_path, "other")))
+        assert remarked[1:3] == (str(tmp_path), "other") and remarked[0] != here_pid
+    finally:
+        await executor.close()  # the spare for each of the three keys goes
+    assert gone(here_pid)
+    assert my_children() <= children
+    assert my_cgroup_leaves() <= leaves
+
+
+@pytest.mark.timeout(90)
+async def test_a_pre_started_child_that_died_while_waiting_is_replaced(tmp_path: Path) -> None:
+    children, leaves = my_children(), my_cgroup_leaves()
+    request = where_request(tmp_path, "mark")
+    executor = LocalExecutor(prestart=True)
+    try:
+        await executor.run(request)
+        (spare,) = pending_spares(executor)
+        dead = await spare
+        await dead.adopted
+        dead_leaves = {
+            leaf for leaf in (dead.guard.cgroup, dead.guard.memory_cgroup) if leaf is not None
+        }
+        os.kill(dead.process.pid, signal.SIGKILL)
+        await asyncio.wait_for(dead.process.wait(), 60)
+        replaced = where(await executor.run(request))
+    finally:
+        await executor.close()
+    assert replaced[1:3] == (str(tmp_path), "mark") and replaced[0] != dead.process.pid
+    assert not any(leaf.exists() for leaf in dead_leaves)  # the dead one was discarded
+    assert my_children() <= children
+    assert my_cgroup_leaves() <= leaves
+
+
+@pytest.mark.timeout(90)
+async def test_output_ending_inside_a_character_reaches_the_watcher_as_the_result_has_it(
+    tmp_path: Path,
+) -> None:
+    """The watcher's decoder is flushed at the end of the stream: an unfinished character
+    there shows as one replacement character, as in the result."""
+    code = "import sys\nsys.stdout.buffer.write(b'cut \\xe2\\x82')\n"
+    source = tmp_path / "main.py"
+    source.write_text(code)
+    request = build_request(snippet.whole_file(code, str(source)), Settings(), tmp_path)
+    live = LiveOutput()
+    result = await LocalExecutor().run(replace(request, live=live))
+    assert (result.status, result.stdout) == ("ok", "cut \ufffd"), result
+    assert live.stdout == result.stdout
