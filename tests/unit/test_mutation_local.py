@@ -20,10 +20,11 @@ import pytest
 from codeexec_lsp import snippet
 from codeexec_lsp.actions.run import build_request
 from codeexec_lsp.config import Settings
+from codeexec_lsp.execution import sandbox
 from codeexec_lsp.execution.base import RunRequest
 from codeexec_lsp.execution.live import LiveOutput
 from codeexec_lsp.execution.local import LocalExecutor
-from codeexec_lsp.execution.sandbox import process_plan
+from codeexec_lsp.execution.sandbox import ProcessPlan, process_plan
 from codeexec_lsp.results import RunResult
 
 WRITES_BAD_BYTES = (
@@ -380,3 +381,69 @@ async def test_output_ending_inside_a_character_reaches_the_watcher_as_the_resul
     result = await LocalExecutor().run(replace(request, live=live))
     assert (result.status, result.stdout) == ("ok", "cut \ufffd"), result
     assert live.stdout == result.stdout
+
+
+# --- without a cgroup: the supervisor counts the run's processes -------------------------
+
+FORKS_PAST_SIXTEEN = (
+    "import os, time\n"
+    "for _ in range(100):\n"
+    "    if os.fork() == 0:\n"
+    "        time.sleep(60)\n"
+    "        os._exit(0)\n"
+    "    time.sleep(0.005)\n"
+    "'all forked'\n"
+)
+
+
+@pytest.fixture
+def supervisor_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on a machine without a pids cgroup (or a uid of the run's own): the server's
+    supervisor watches the child's process tree and kills it past the limit."""
+    monkeypatch.setattr(sandbox, "process_plan", lambda: ProcessPlan("supervisor"))
+
+
+def limited_request(code: str, tmp_path: Path, max_processes: int) -> RunRequest:
+    source = tmp_path / "main.py"
+    source.write_text(code)
+    request = build_request(snippet.whole_file(code, str(source)), Settings(), tmp_path)
+    return replace(request, limits=replace(request.limits, max_processes=max_processes))
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.usefixtures("supervisor_only")
+async def test_under_the_supervisor_a_run_forking_past_the_limit_is_stopped(
+    tmp_path: Path,
+) -> None:
+    result = await LocalExecutor().run(limited_request(FORKS_PAST_SIXTEEN, tmp_path, 16))
+    assert result.status == "limit", result
+    assert result.message.startswith("Process limit: the code tried to run more than 16 ")
+    assert result.extra["sandbox"]["processes"]["mechanism"] == "supervisor", result.extra
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.usefixtures("supervisor_only")
+async def test_under_the_supervisor_a_run_within_the_limit_is_not_stopped(
+    tmp_path: Path,
+) -> None:
+    """Several watches of the tree (one each 20 ms) find the run within its limit."""
+    code = "import time\ntime.sleep(0.5)\n'slept'\n"
+    result = await LocalExecutor().run(limited_request(code, tmp_path, 16))
+    assert (result.status, result.value) == ("ok", "'slept'"), result
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.usefixtures("supervisor_only")
+async def test_under_the_supervisor_closing_discards_a_ready_pre_started_child(
+    tmp_path: Path,
+) -> None:
+    children = my_children()
+    executor = LocalExecutor(prestart=True)
+    result = await executor.run(simple_request(tmp_path))
+    assert (result.status, result.value) == ("ok", "42"), result
+    (spare,) = pending_spares(executor)
+    child = await spare
+    assert child.guard.tracks_tree and child.guard.cgroup is None
+    await executor.close()
+    assert gone(child.process.pid) and group_gone(child.process.pid)
+    assert my_children() <= children
