@@ -447,3 +447,48 @@ async def test_under_the_supervisor_closing_discards_a_ready_pre_started_child(
     await executor.close()
     assert gone(child.process.pid) and group_gone(child.process.pid)
     assert my_children() <= children
+
+
+# The child leaves the run's session and process group, forks, and its child sleeps on
+# after the run: without a cgroup, only the runner as a subreaper finds it at its exit.
+ESCAPES_WITH_SETSID = (
+    "import os, time\n"
+    "if os.fork() == 0:\n"
+    "    os.setsid()\n"
+    "    if os.fork() == 0:\n"
+    "        open('escaped.tmp', 'w').write(str(os.getpid()))\n"
+    "        os.rename('escaped.tmp', 'escaped.pid')\n"
+    "        time.sleep(300)\n"
+    "    os._exit(0)\n"
+    "while not os.path.exists('escaped.pid'):\n"
+    "    time.sleep(0.01)\n"
+    "'parent done'\n"
+)
+
+
+def alive(pid: int) -> bool:
+    """Running or stopped; a zombie is dead, only not yet reaped by its new parent."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in (b"Z", b"X")
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.usefixtures("supervisor_only")
+async def test_under_the_supervisor_a_process_that_left_the_run_goes_with_it(
+    tmp_path: Path,
+) -> None:
+    result = await LocalExecutor().run(limited_request(ESCAPES_WITH_SETSID, tmp_path, 16))
+    assert (result.status, result.value) == ("ok", "'parent done'"), result
+    escaped = int((tmp_path / "escaped.pid").read_text())
+    await until(lambda: not alive(escaped), 0.05)
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.usefixtures("supervisor_only")
+async def test_under_the_supervisor_a_missing_interpreter_is_reported(tmp_path: Path) -> None:
+    missing = str(tmp_path / "no-such-python")
+    result = await LocalExecutor().run(simple_request(tmp_path, missing))
+    assert result.status == "internal" and repr(missing) in result.message, result
