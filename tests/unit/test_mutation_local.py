@@ -492,3 +492,51 @@ async def test_under_the_supervisor_a_missing_interpreter_is_reported(tmp_path: 
     missing = str(tmp_path / "no-such-python")
     result = await LocalExecutor().run(simple_request(tmp_path, missing))
     assert result.status == "internal" and repr(missing) in result.message, result
+
+
+# --- a run ends with its result even when something of it lingers -----------------------
+
+
+@pytest.mark.timeout(60)
+async def test_a_thread_left_running_does_not_keep_the_result_from_the_user(
+    tmp_path: Path,
+) -> None:
+    """The interpreter waits for a non-daemon thread at its exit; the server gives it a
+    moment after the result, then ends the run with the result it has."""
+    code = (
+        "import threading, time\n"
+        "threading.Thread(target=time.sleep, args=(600,)).start()\n"
+        "'returned'\n"
+    )
+    result = await LocalExecutor().run(limited_request(code, tmp_path, 256))
+    assert (result.status, result.value) == ("ok", "'returned'"), result
+
+
+@pytest.mark.timeout(60)
+async def test_a_run_given_a_cancel_event_that_is_never_set_ends_normally(
+    tmp_path: Path,
+) -> None:
+    result = await LocalExecutor().run(simple_request(tmp_path), asyncio.Event())
+    assert (result.status, result.value, result.message) == ("ok", "42", ""), result
+
+
+# The escaped process keeps the run's stdout and stderr open for as long as it sleeps.
+ESCAPES_HOLDING_THE_PIPES = ESCAPES_WITH_SETSID.replace("time.sleep(300)", "time.sleep(120)")
+
+
+@pytest.mark.timeout(60)
+async def test_without_any_process_bound_an_escapee_holding_the_pipes_does_not_hold_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With only the process group to kill (no cgroup, no subreaper), a process that left
+    the group lives on with the run's pipes open: the run still ends with its result."""
+    monkeypatch.setattr(sandbox, "process_plan", lambda: ProcessPlan("group"))
+    try:
+        result = await LocalExecutor().run(
+            limited_request(ESCAPES_HOLDING_THE_PIPES, tmp_path, 256)
+        )
+        assert (result.status, result.value) == ("ok", "'parent done'"), result
+        assert alive(int((tmp_path / "escaped.pid").read_text()))  # nothing could kill it
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int((tmp_path / "escaped.pid").read_text()), signal.SIGKILL)
