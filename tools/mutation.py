@@ -50,7 +50,14 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     ),
     "runner": (
         "codeexec_lsp/execution/runner.py",
-        ["tests/unit/test_runner_mapping.py", "tests/unit/test_runner_child.py"],
+        [
+            "tests/unit/test_runner_mapping.py",
+            "tests/unit/test_runner_child.py",
+            "tests/unit/test_runner_run.py",
+            "tests/unit/test_runner_context.py",
+            "tests/unit/test_runner_compile.py",
+            "tests/unit/test_runner_errors.py",
+        ],
     ),
     "outcome": (
         "codeexec_lsp/execution/outcome.py",
