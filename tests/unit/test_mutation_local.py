@@ -9,6 +9,7 @@ import ast
 import asyncio
 import contextlib
 import os
+import resource
 import signal
 from collections.abc import Callable
 from dataclasses import replace
@@ -540,3 +541,44 @@ async def test_without_any_process_bound_an_escapee_holding_the_pipes_does_not_h
     finally:
         with contextlib.suppress(OSError, ValueError):
             os.kill(int((tmp_path / "escaped.pid").read_text()), signal.SIGKILL)
+
+
+# --- the limits the settings name are the ones the code runs under -----------------------
+
+READS_ITS_LIMITS = (
+    "import resource\n"
+    "[resource.getrlimit(getattr(resource, name))\n"
+    " for name in ('RLIMIT_AS', 'RLIMIT_CPU', 'RLIMIT_FSIZE', 'RLIMIT_NOFILE')]\n"
+)
+
+
+def within_the_servers(name: str, soft: int, hard: int) -> tuple[int, int]:
+    """What the runner can set: no more than the hard limit the server itself runs under."""
+    _, server_hard = resource.getrlimit(getattr(resource, name))
+    if server_hard == resource.RLIM_INFINITY:
+        return soft, hard
+    return min(soft, server_hard), min(hard, server_hard)
+
+
+@pytest.mark.timeout(60)
+async def test_the_code_runs_under_exactly_the_limits_of_the_settings(tmp_path: Path) -> None:
+    source = tmp_path / "main.py"
+    source.write_text(READS_ITS_LIMITS)
+    settings = Settings(memory_mb=900, cpu_seconds=7.5, max_file_mb=3, max_open_files=200)
+    request = build_request(snippet.whole_file(READS_ITS_LIMITS, str(source)), settings, tmp_path)
+    result = await LocalExecutor().run(request)
+    assert result.status == "ok", result
+    expected = [
+        within_the_servers("RLIMIT_AS", 900 * 1024 * 1024, 900 * 1024 * 1024),
+        within_the_servers("RLIMIT_CPU", 8, 10),  # whole seconds, rounded up; 2 s backstop
+        within_the_servers("RLIMIT_FSIZE", 3 * 1024 * 1024, 3 * 1024 * 1024),
+        within_the_servers("RLIMIT_NOFILE", 200, 200),
+    ]
+    assert result.value == repr(expected)
+    assert result.extra["limits_applied"] == {
+        "RLIMIT_AS": expected[0][0],
+        "RLIMIT_CPU": expected[1][0],
+        "RLIMIT_FSIZE": expected[2][0],
+        "RLIMIT_NOFILE": expected[3][0],
+        "RLIMIT_CORE": 0,
+    }
