@@ -22,9 +22,9 @@ from codeexec_lsp import snippet
 from codeexec_lsp.actions.run import build_request
 from codeexec_lsp.config import Settings
 from codeexec_lsp.execution import sandbox
-from codeexec_lsp.execution.base import RunRequest
+from codeexec_lsp.execution.base import Limits, RunRequest
 from codeexec_lsp.execution.live import LiveOutput
-from codeexec_lsp.execution.local import LocalExecutor
+from codeexec_lsp.execution.local import LocalExecutor, _read_result, result_cap
 from codeexec_lsp.execution.sandbox import ProcessPlan, process_plan
 from codeexec_lsp.results import RunResult
 
@@ -430,7 +430,7 @@ async def test_under_the_supervisor_a_run_within_the_limit_is_not_stopped(
     """Several watches of the tree (one each 20 ms) find the run within its limit."""
     code = "import time\ntime.sleep(0.5)\n'slept'\n"
     result = await LocalExecutor().run(limited_request(code, tmp_path, 16))
-    assert (result.status, result.value) == ("ok", "'slept'"), result
+    assert (result.status, result.value, result.message) == ("ok", "'slept'", ""), result
 
 
 @pytest.mark.timeout(90)
@@ -582,3 +582,156 @@ async def test_the_code_runs_under_exactly_the_limits_of_the_settings(tmp_path: 
         "RLIMIT_NOFILE": expected[3][0],
         "RLIMIT_CORE": 0,
     }
+
+
+# --- the result channel: its bound, and what is made of what arrives on it ---------------
+
+# The runner's result pipe is a number on its command line: the code can write to it.
+RESULT_FD = (
+    "import os, time\n"
+    "args = open('/proc/self/cmdline', 'rb').read().split(b'\\0')\n"
+    "fd = int(args[args.index(b'--result-fd') + 1])\n"
+)
+
+
+def result_channel_request(code: str, tmp_path: Path, max_output_bytes: int) -> RunRequest:
+    source = tmp_path / "main.py"
+    source.write_text(code)
+    settings = Settings(max_output_bytes=max_output_bytes, timeout=30)
+    return build_request(snippet.whole_file(code, str(source)), settings, tmp_path)
+
+
+@pytest.mark.timeout(60)
+async def test_a_result_under_ten_times_max_output_bytes_is_read_whole(tmp_path: Path) -> None:
+    """maxOutputBytes 500,000: the result may take 5,000,000 bytes, above the 4 MiB floor.
+    4,500,000 spaces before the runner's own JSON (which allows leading blanks) fit."""
+    code = RESULT_FD + "os.write(fd, b' ' * 4_500_000)\n6 * 7\n"
+    assert result_cap(Limits(max_output_bytes=500_000)) == 5_000_000
+    result = await LocalExecutor().run(result_channel_request(code, tmp_path, 500_000))
+    assert (result.status, result.value, result.message) == ("ok", "42", ""), result
+
+
+@pytest.mark.timeout(60)
+async def test_a_result_past_ten_times_max_output_bytes_stops_the_run(tmp_path: Path) -> None:
+    code = (
+        "print('printed first')\n" + RESULT_FD + "try:\n"
+        "    os.write(fd, b' ' * 6_000_000)\n"
+        "except BrokenPipeError:\n"
+        "    pass\n"
+        "time.sleep(60)\n"
+    )
+    result = await LocalExecutor().run(result_channel_request(code, tmp_path, 500_000))
+    assert (result.status, result.value, result.error) == ("limit", None, None), result
+    assert result.message == (
+        "Stopped: the code sent more than 5,000,000 bytes of result (10 × "
+        "codeexec.maxOutputBytes): a value or error that large is not shown. Print less, "
+        "or raise maxOutputBytes."
+    )
+    assert result.stdout == "printed first\n"
+    assert result.extra["sandbox"]["profile"] == "standard", result.extra
+
+
+async def read_through_a_pipe(sizes: list[int], cap: int) -> tuple[bytearray, bool]:
+    """What `_read_result` keeps of these writes into a real pipe, and whether it says the
+    bound was passed."""
+    read_end, write_end = os.pipe()
+    into, over = bytearray(), asyncio.Event()
+    reading = asyncio.create_task(_read_result(read_end, into, cap, over))
+    for size in sizes:
+        await asyncio.to_thread(os.write, write_end, b"r" * size)
+    os.close(write_end)
+    await reading
+    return into, over.is_set()
+
+
+async def test_the_result_bound_keeps_exactly_the_cap_and_stops_one_byte_past_it() -> None:
+    """The bound is on the bytes kept: exactly `cap` is read whole, one more is refused and
+    nothing past the cap is kept."""
+    assert await read_through_a_pipe([3000, 3000, 2000], 8000) == (bytearray(b"r" * 8000), False)
+    into, over = await read_through_a_pipe([3000, 3000, 2001], 8000)
+    assert over and len(into) <= 8000
+
+
+@pytest.mark.timeout(60)
+async def test_bytes_that_are_not_utf8_on_the_result_channel_do_not_break_the_run(
+    tmp_path: Path,
+) -> None:
+    """The channel is the code's to write: garbage on it ends the run with a result (what
+    the code printed kept), and the executor runs the next request normally."""
+    code = "print('printed first')\n" + RESULT_FD + "os.write(fd, b'\\xff\\xfe')\n6 * 7\n"
+    executor = LocalExecutor()
+    result = await executor.run(result_channel_request(code, tmp_path, 1_000_000))
+    assert result.status == "ok" and result.stdout == "printed first\n", result
+    assert (await executor.run(simple_request(tmp_path))).value == "42"
+
+
+@pytest.mark.timeout(60)
+async def test_an_interpreter_that_fails_before_the_run_is_reported_with_its_words(
+    tmp_path: Path,
+) -> None:
+    """It exits before saying it is ready: the user is told its exit status and the end of
+    what it wrote, as an internal failure, not as an error of the code."""
+    broken = tmp_path / "broken-python"
+    broken.write_text("#!/bin/sh\necho 'first line' >&2\necho 'cannot start here' >&2\nexit 3\n")
+    broken.chmod(0o755)
+    result = await LocalExecutor().run(simple_request(tmp_path, str(broken)))
+    assert result.status == "internal", result
+    assert result.message == (
+        f"The interpreter {broken} could not start the run (exit status 3): "
+        "first line cannot start here"
+    )
+    assert result.executor == "local"
+
+
+# --- with a pids cgroup: forks the kernel refused -----------------------------------------
+
+FORKS_UNTIL_REFUSED = (
+    "import os, time\n"
+    "children = []\n"
+    "try:\n"
+    "    for _ in range(64):\n"
+    "        pid = os.fork()\n"
+    "        if pid == 0:\n"
+    "            time.sleep(60)\n"
+    "            os._exit(0)\n"
+    "        children.append(pid)\n"
+    "except BlockingIOError:\n"
+    "    pass\n"
+    "for pid in children:\n"
+    "    os.kill(pid, 9)\n"
+    "    os.waitpid(pid, 0)\n"
+    "len(children) < 64\n"
+)
+
+
+def needs_a_pids_cgroup() -> None:
+    plan = process_plan()
+    if plan.mechanism != "cgroup":
+        pytest.skip(f"no pids cgroup here: {plan.missing}")
+
+
+@pytest.mark.timeout(60)
+async def test_a_run_that_coped_with_refused_forks_is_ok_and_says_the_limit_was_hit(
+    tmp_path: Path,
+) -> None:
+    needs_a_pids_cgroup()
+    result = await LocalExecutor().run(limited_request(FORKS_UNTIL_REFUSED, tmp_path, 16))
+    assert (result.status, result.value) == ("ok", "True"), result
+    assert result.message == (
+        "Process limit: the code tried to run more than 16 processes and threads at once "
+        "(a fork bomb?); all of them were stopped."
+    )
+
+
+@pytest.mark.timeout(60)
+async def test_a_run_that_failed_on_a_refused_fork_is_reported_as_the_process_limit(
+    tmp_path: Path,
+) -> None:
+    needs_a_pids_cgroup()
+    code = FORKS_UNTIL_REFUSED.replace(
+        "except BlockingIOError:\n    pass\n", "finally:\n    pass\n"
+    )
+    result = await LocalExecutor().run(limited_request(code, tmp_path, 16))
+    assert result.status == "limit", result
+    assert result.error is not None and result.error.type == "ProcessLimitExceeded", result
+    assert result.message.startswith("Process limit: the code tried to run more than 16 ")
