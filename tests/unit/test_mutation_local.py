@@ -374,14 +374,18 @@ async def test_output_ending_inside_a_character_reaches_the_watcher_as_the_resul
 ) -> None:
     """The watcher's decoder is flushed at the end of the stream: an unfinished character
     there shows as one replacement character, as in the result."""
-    code = "import sys\nsys.stdout.buffer.write(b'cut \\xe2\\x82')\n"
+    code = (
+        "import sys\n"
+        "sys.stdout.buffer.write(b'cut \\xe2\\x82')\n"
+        "sys.stderr.buffer.write(b'err \\xe2\\x82')\n"
+    )
     source = tmp_path / "main.py"
     source.write_text(code)
     request = build_request(snippet.whole_file(code, str(source)), Settings(), tmp_path)
     live = LiveOutput()
     result = await LocalExecutor().run(replace(request, live=live))
-    assert (result.status, result.stdout) == ("ok", "cut \ufffd"), result
-    assert live.stdout == result.stdout
+    assert (result.status, result.stdout, result.stderr) == ("ok", "cut \ufffd", "err \ufffd")
+    assert (live.stdout, live.stderr) == (result.stdout, result.stderr)
 
 
 # --- without a cgroup: the supervisor counts the run's processes -------------------------
