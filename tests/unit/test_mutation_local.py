@@ -438,6 +438,22 @@ async def test_under_the_supervisor_a_run_within_the_limit_is_not_stopped(
 
 
 @pytest.mark.timeout(90)
+async def test_under_the_supervisor_the_box_is_reported_from_the_launchers_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a cgroup the runner (the subreaper) writes a "sandbox" line of its own after
+    the launcher's: the box the user is shown is still the launcher's, as with a cgroup."""
+    request = simple_request(tmp_path)
+    with_cgroup = await LocalExecutor().run(request)
+    monkeypatch.setattr(sandbox, "process_plan", lambda: ProcessPlan("supervisor"))
+    supervised = await LocalExecutor().run(request)
+    assert (supervised.status, supervised.value) == ("ok", "42"), supervised
+    assert supervised.extra["sandbox"]["processes"]["mechanism"] == "supervisor"
+    for layer in ("profile", "filesystem", "network", "mounts", "notes", "run_as"):
+        assert supervised.extra["sandbox"][layer] == with_cgroup.extra["sandbox"][layer], layer
+
+
+@pytest.mark.timeout(90)
 @pytest.mark.usefixtures("supervisor_only")
 async def test_under_the_supervisor_closing_discards_a_ready_pre_started_child(
     tmp_path: Path,
