@@ -755,3 +755,28 @@ async def test_a_run_that_failed_on_a_refused_fork_is_reported_as_the_process_li
     assert result.status == "limit", result
     assert result.error is not None and result.error.type == "ProcessLimitExceeded", result
     assert result.message.startswith("Process limit: the code tried to run more than 16 ")
+
+
+# --- what the server keeps after runs ------------------------------------------------------
+
+
+def my_open_fds() -> set[str]:
+    """This process's open file descriptors, as what each points to."""
+    found = set()
+    for entry in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):
+            found.add(f"{entry.name} -> {os.readlink(entry)}")
+    return found
+
+
+@pytest.mark.timeout(90)
+async def test_runs_leave_no_file_descriptor_open_in_the_server(tmp_path: Path) -> None:
+    """Each run opens pipes, a pidfd and cgroup files; a server that kept one per run
+    would stop with EMFILE after some thousands of runs."""
+    executor = LocalExecutor()
+    request = simple_request(tmp_path)
+    assert (await executor.run(request)).value == "42"  # the event loop's own set-up first
+    before = my_open_fds()
+    for _ in range(3):
+        assert (await executor.run(request)).value == "42"
+    assert my_open_fds() - before == set()
