@@ -780,3 +780,21 @@ async def test_runs_leave_no_file_descriptor_open_in_the_server(tmp_path: Path) 
     for _ in range(3):
         assert (await executor.run(request)).value == "42"
     assert my_open_fds() - before == set()
+
+
+@pytest.mark.timeout(60)
+async def test_an_interpreter_that_closes_its_input_before_the_request_is_reported(
+    tmp_path: Path,
+) -> None:
+    """The request cannot be sent (a broken pipe): that is no error of the server's, the
+    user is told how the interpreter ended."""
+    broken = tmp_path / "closing-python"
+    broken.write_text("#!/bin/sh\nexec 0<&-\nsleep 0.3\necho 'closed its input' >&2\nexit 4\n")
+    broken.chmod(0o755)
+    executor = LocalExecutor()
+    result = await executor.run(simple_request(tmp_path, str(broken)))
+    assert result.status == "internal", result
+    assert result.message == (
+        f"The interpreter {broken} could not start the run (exit status 4): closed its input"
+    )
+    assert (await executor.run(simple_request(tmp_path))).value == "42"
