@@ -786,13 +786,18 @@ async def test_runs_leave_no_file_descriptor_open_in_the_server(tmp_path: Path) 
 async def test_an_interpreter_that_closes_its_input_before_the_request_is_reported(
     tmp_path: Path,
 ) -> None:
-    """The request cannot be sent (a broken pipe): that is no error of the server's, the
-    user is told how the interpreter ended."""
+    """The request cannot be sent (a broken pipe: it is larger than the pipe holds, and the
+    interpreter closed its end): that is no error of the server's, the user is told how
+    the interpreter ended."""
     broken = tmp_path / "closing-python"
     broken.write_text("#!/bin/sh\nexec 0<&-\nsleep 0.3\necho 'closed its input' >&2\nexit 4\n")
     broken.chmod(0o755)
+    code = "# " + "x" * 1_000_000 + "\n6 * 7\n"
+    source = tmp_path / "large.py"
+    source.write_text(code)
+    large = build_request(snippet.whole_file(code, str(source)), Settings(), tmp_path)
     executor = LocalExecutor()
-    result = await executor.run(simple_request(tmp_path, str(broken)))
+    result = await executor.run(replace(large, python=str(broken)))
     assert result.status == "internal", result
     assert result.message == (
         f"The interpreter {broken} could not start the run (exit status 4): closed its input"
