@@ -803,3 +803,23 @@ async def test_an_interpreter_that_closes_its_input_before_the_request_is_report
         f"The interpreter {broken} could not start the run (exit status 4): closed its input"
     )
     assert (await executor.run(simple_request(tmp_path))).value == "42"
+
+
+@pytest.mark.timeout(60)
+async def test_a_run_whose_task_is_cancelled_leaves_no_process(tmp_path: Path) -> None:
+    """The caller gives up on the run (the server shuts down): the cancellation reaches
+    the caller, and the child is killed and reaped before it does."""
+    children, leaves = my_children(), my_cgroup_leaves()
+    code = "import os, time\nopen('pid', 'w').write(str(os.getpid()))\ntime.sleep(60)\n"
+    source = tmp_path / "main.py"
+    source.write_text(code)
+    request = build_request(snippet.whole_file(code, str(source)), Settings(), tmp_path)
+    running = asyncio.create_task(LocalExecutor().run(request))
+    pid_file = tmp_path / "pid"
+    await until(lambda: running.done() or (pid_file.exists() and bool(pid_file.read_text())), 0.01)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert gone(int(pid_file.read_text()))
+    assert my_children() <= children
+    assert my_cgroup_leaves() <= leaves
