@@ -43,19 +43,24 @@ _context
 
 
 @pytest.fixture(autouse=True)
-def process_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """What a run changes in this process, saved and put back: sys.path, `__main__`, the
-    modules the code imported (the next test's tree reuses their names), SIGINT."""
+def process_state(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """What a run changes in this process, saved and put back: sys.path, `__main__`, `_`,
+    SIGINT, and the modules the code imported from the test's tree (the next test's tree
+    reuses their names; modules from elsewhere, stdlib ones first imported here, stay)."""
     monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
-    modules = set(sys.modules)
+    had_underscore = hasattr(builtins, "_")
+    if had_underscore:
+        monkeypatch.setattr(builtins, "_", vars(builtins)["_"])
     handler = signal.getsignal(signal.SIGINT)
     importlib.invalidate_caches()
     yield
     signal.signal(signal.SIGINT, handler)
-    for name in set(sys.modules) - modules:
-        del sys.modules[name]
-    if hasattr(builtins, "_"):
+    tree = str(tmp_path) + os.sep
+    for name, module in list(sys.modules.items()):
+        if (getattr(module, "__file__", None) or "").startswith(tree):
+            del sys.modules[name]
+    if not had_underscore and hasattr(builtins, "_"):
         del builtins._
 
 
