@@ -823,3 +823,36 @@ async def test_a_run_whose_task_is_cancelled_leaves_no_process(tmp_path: Path) -
     assert gone(int(pid_file.read_text()))
     assert my_children() <= children
     assert my_cgroup_leaves() <= leaves
+
+
+# --- a selection inside a document: where it runs and where its error is shown ----------
+
+DOCUMENT = "import sys\n\n\ndef main():\n    ratio = __import__('helper_beside_it').VALUE / 0\n"
+
+
+@pytest.mark.timeout(60)
+async def test_a_selection_runs_beside_its_document_and_its_error_is_placed_in_it(
+    tmp_path: Path,
+) -> None:
+    """The expression selected on line 5 at column 12: it imports a module from the
+    document's folder (not the working folder), and its error is reported at that line
+    and column of the document, with the document's own line in the traceback."""
+    folder = tmp_path / "src"
+    folder.mkdir()
+    (folder / "helper_beside_it.py").write_text("VALUE = 1\n")
+    document = folder / "doc.py"
+    document.write_text(DOCUMENT)
+    selected = snippet.for_selection(DOCUMENT, str(document), (4, 12), (4, 52))
+    assert (selected.code, selected.first_line, selected.column) == (
+        "__import__('helper_beside_it').VALUE / 0\n",
+        4,
+        12,
+    )
+    request = build_request(selected, Settings(), tmp_path)
+    assert request.cwd != str(folder)  # the import can only work through sys.path
+    result = await LocalExecutor().run(request)
+    assert result.status == "error" and result.error is not None, result
+    error = result.error
+    assert (error.type, error.line, error.column) == ("ZeroDivisionError", 5, 12), error
+    assert error.frames and error.frames[-1].file == str(document), error.frames
+    assert "ratio = __import__('helper_beside_it').VALUE / 0" in error.traceback
