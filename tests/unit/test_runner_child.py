@@ -18,9 +18,9 @@ import os
 import resource
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -44,6 +44,7 @@ def child_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
     handlers = {number: signal.getsignal(number) for number in SIGNALS}
     limits = {name: resource.getrlimit(getattr(resource, name)) for name in LIMITS}
+    monkeypatch.setattr(os, "_exit", exit_only_a_copy(os.getpid(), os._exit))
     yield
     for number, handler in handlers.items():
         signal.signal(number, handler)
@@ -54,6 +55,22 @@ def child_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         except ValueError:  # a lowered hard limit goes back up only with CAP_SYS_RESOURCE
             now_hard = resource.getrlimit(kind)[1]
             resource.setrlimit(kind, (now_hard, now_hard))
+
+
+def exit_only_a_copy(test_pid: int, real_exit: Callable[[int], NoReturn]) -> Callable[[Any], None]:
+    """`os._exit` for the code under test: a copy made by a fork ends as asked, but this
+    test process must never be ended by it (it would end with status 0, as if every test
+    passed): there it raises instead, so the test fails and says why."""
+
+    def exit_(status: Any) -> None:
+        if os.getpid() == test_pid:
+            raise AssertionError(f"os._exit({status!r}) called in the process running the tests")
+        try:
+            real_exit(status)
+        finally:  # a status os._exit refuses (None): the copy still ends, with a failure
+            real_exit(70)
+
+    return exit_
 
 
 def limit(name: str) -> tuple[int, int]:
@@ -94,11 +111,21 @@ def test_a_policy_that_cannot_be_applied_is_reported_not_raised() -> None:
     assert report == {"errors": ["AttributeError: 'list' object has no attribute 'get'"]}
 
 
-def test_a_subreaper_is_reported() -> None:
+def test_without_a_subreaper_no_exit_hook_is_registered() -> None:
+    hooks_before = atexit._ncallbacks()
+    report = runner.confine(["--sandbox", json.dumps({"network": True})])
+    assert report is not None and "errors" not in report
+    assert atexit._ncallbacks() == hooks_before
+
+
+def test_a_subreaper_is_reported_and_its_exit_hook_registered() -> None:
+    hooks_before = atexit._ncallbacks()
     report = runner.confine(["--sandbox", json.dumps({"network": True, "subreaper": True})])
     sandbox = sys.modules["_codeexec_sandbox_child"]  # the copy confine() loaded
     try:
         assert report is not None and report["subreaper"] is True
+        # Its exit hook is registered: what the code leaves running goes with the run.
+        assert atexit._ncallbacks() == hooks_before + 1
     finally:
         # Its exit hook kills what the code left behind (tests/unit/test_sandbox.py runs it
         # in a real child); here it would kill what this test process started.
@@ -197,6 +224,8 @@ def test_an_ignored_interrupt_is_restored_so_timeouts_can_stop_the_code() -> Non
 
 
 def test_a_too_big_file_fails_the_write_and_cpu_time_raises_where_the_code_is() -> None:
+    # Python itself ignores SIGXFSZ at start-up; the runner must not rely on it.
+    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
     prepare({})
     assert signal.getsignal(signal.SIGXFSZ) == signal.SIG_IGN
     handler = signal.getsignal(signal.SIGXCPU)
@@ -305,11 +334,16 @@ def test_the_code_runs_in_the_prepared_process() -> None:
 
 
 def test_a_copy_made_by_a_bare_fork_in_the_code_reports_no_result_of_its_own() -> None:
-    code = "import os\npid = os.fork()\nif pid:\n    os.waitpid(pid, 0)\n'parent'"
+    code = (
+        "import os\npid = os.fork()\nif pid:\n    _, status = os.waitpid(pid, 0)\n"
+        "    ending = ('parent', os.waitstatus_to_exitcode(status))\n"
+        "else:\n    ending = 'copy'\nending"
+    )
     lines = run_main(request_for(code))
     assert lines[0] == "ready"
     assert len(lines) == 2, lines
-    assert json.loads(lines[1])["value"] == "'parent'"
+    # The copy ended quietly, with success, and only the parent's result came back.
+    assert json.loads(lines[1])["value"] == "('parent', 0)"
 
 
 def test_output_left_in_the_streams_is_flushed_before_the_result(
@@ -324,3 +358,26 @@ def test_output_left_in_the_streams_is_flushed_before_the_result(
     assert json.loads(lines[1])["value"] == "3"
     assert written["stdout"].getvalue() == b"out"
     assert written["stderr"].getvalue() == b"err"
+
+
+def test_code_that_closes_its_standard_output_still_gets_its_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BytesIO(), encoding="utf-8"))
+    lines = run_main(request_for("import sys\nsys.stdout.close()\n5"))
+    assert lines[0] == "ready"
+    assert json.loads(lines[1])["value"] == "5"
+
+
+def test_what_json_cannot_carry_reaches_the_server_as_text() -> None:
+    code = (
+        "import datetime\n"
+        "display({'application/json': {'when': datetime.date(2026, 12, 7)}}, raw=True)\n"
+        "'shown'"
+    )
+    lines = run_main(request_for(code))
+    result = json.loads(lines[1])
+    assert result["value"] == "'shown'"
+    assert [output["data"] for output in result["outputs"]] == [
+        {"application/json": {"when": "2026-12-07"}}
+    ]
