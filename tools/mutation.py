@@ -122,7 +122,12 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     # the /execute API's auth and limits
     "app": (
         "codeexec_lsp/api/app.py",
-        ["tests/unit/test_api_server.py", "tests/unit/test_api_abuse.py", PROMISES],
+        [
+            "tests/unit/test_api_body.py",
+            "tests/unit/test_api_server.py",
+            "tests/unit/test_api_abuse.py",
+            PROMISES,
+        ],
     ),
     "admission": ("codeexec_lsp/api/admission.py", ["tests/unit/test_api_server.py"]),
 }
