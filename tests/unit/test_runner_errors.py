@@ -38,10 +38,13 @@ _numbers = itertools.count()
 @pytest.fixture(autouse=True)
 def process_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """run_request replaces `__main__` and ignores SIGINT/SIGXCPU once the code is over, as
-    the child process should: put them back."""
+    the child process should, and the code here clears linecache: put them back."""
     monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
     handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGXCPU)}
+    lines = dict(linecache.cache)
     yield
+    linecache.cache.clear()
+    linecache.cache.update(lines)
     for number, handler in handlers.items():
         signal.signal(number, handler)
 
