@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import contextlib
+import logging
 import os
 import resource
 import signal
@@ -857,3 +858,15 @@ async def test_a_selection_runs_beside_its_document_and_its_error_is_placed_in_i
     assert (error.type, error.line, error.column) == ("ZeroDivisionError", 5, 12), error
     assert error.frames and error.frames[-1].file == str(document), error.frames
     assert "ratio = __import__('helper_beside_it').VALUE / 0" in error.traceback
+
+
+@pytest.mark.timeout(60)
+async def test_a_run_logs_no_error_of_the_event_loop(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Waiting for the child's exit (a pidfd watched by the loop) goes without a failing
+    callback: each would be logged as an error of the server, at every turn of the loop."""
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        for _ in range(2):
+            assert (await LocalExecutor().run(simple_request(tmp_path))).value == "42"
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
