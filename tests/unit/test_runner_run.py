@@ -51,6 +51,10 @@ def fresh_display(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(runner, "_DISPLAY", [])
     monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
     monkeypatch.setattr(builtins, "display", getattr(builtins, "display", None), raising=False)
+    for name in ("IPython.core.display_functions", "IPython.core.display", "IPython.display"):
+        ipython = sys.modules.get(name)  # installing rebinds their `display`, if imported
+        if ipython is not None and hasattr(ipython, "display"):
+            monkeypatch.setattr(ipython, "display", ipython.display)
     saved = sys.modules.get("_codeexec_display")
     yield
     if saved is None:
