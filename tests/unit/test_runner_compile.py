@@ -16,9 +16,14 @@ from __future__ import annotations
 
 import builtins
 import itertools
+import json
+import os
+import shutil
 import signal
+import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -387,3 +392,96 @@ def test_future_features_of_a_session_combine() -> None:
     run_code("from __future__ import annotations\n", session)
     assert run_code(ANNOTATED + "1 <> 2\n", session)["value"] == "True"
     assert run_code(ANNOTATED, session)["value"] == "{'x': 'int', 'return': 'str'}"
+
+
+# --- under the oldest interpreters the runner supports ----------------------------------------
+
+# Run by an older interpreter: runner.py loaded from its file, as the child loads it.
+OLD_INTERPRETER_DRIVER = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("codeexec_runner", sys.argv[1])
+runner = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(runner)
+print(json.dumps([runner.run_request(request) for request in json.loads(sys.stdin.read())]))
+"""
+
+
+def older_python(minor: int) -> str | None:
+    """A working CPython 3.<minor> on this machine: one pyenv installed, or on PATH."""
+    installed = sorted(Path.home().glob(f".pyenv/versions/3.{minor}.*/bin/python3"), reverse=True)
+    on_path = shutil.which(f"python3.{minor}")
+    for candidate in [*map(str, installed), *([on_path] if on_path else [])]:
+        probe = subprocess.run(
+            [candidate, "-c", "import sys; print(sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if probe.returncode == 0 and probe.stdout.strip() == f"(3, {minor})":
+            return candidate
+    return None
+
+
+@pytest.mark.parametrize("minor", [8, 9, 10])
+def test_before_311_syntax_errors_are_placed_in_the_file_too(minor: int) -> None:
+    """Python 3.8 and 3.9 give a SyntaxError no end line or end column (and 3.8-3.9 name
+    no other line in "expected an indented block"): the error is still moved into the file,
+    with its hint, and has no range. (Mutation testing cannot see this child: it guards the
+    `getattr(..., None)` defaults and the two-argument `format_exception_only` that are
+    equivalent only on 3.10+.)"""
+    if "MUTANT_UNDER_TEST" in os.environ:
+        pytest.skip("mutmut's copy of runner.py imports mutmut, which older Pythons lack")
+    python = older_python(minor)
+    if python is None:
+        pytest.skip(f"no Python 3.{minor} on this machine (PATH or pyenv)")
+    path = "/virtual/old.py"
+    requests = []
+    for document, first, last in [
+        ("if True:\n    x = [1,\n         2 +]\n", 1, 2),
+        ("def f(x):\n    y = x + 1\n    return y\n", 1, 2),
+        (
+            "import os\n\n\ndef total_of(items):\n"
+            "    total = 0\n    for item in items:\n    total += item\n",
+            4,
+            6,
+        ),
+    ]:
+        code = snippet.for_lines(document, path, first, last)
+        requests.append(
+            {
+                "code": code.code,
+                "path": path,
+                "document": document,
+                "first_line": code.first_line + 1,
+                "column": code.column,
+            }
+        )
+    finished = subprocess.run(
+        [python, "-c", OLD_INTERPRETER_DRIVER, runner.RUNNER_FILE],
+        input=json.dumps(requests),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr
+    syntax, outside, indentation = (outcome["error"] for outcome in json.loads(finished.stdout))
+    ranged = minor >= 10
+    assert syntax == {
+        "type": "SyntaxError",
+        "message": "invalid syntax",
+        "line": 3,
+        "column": 12,
+        "end_line": 3 if ranged else None,
+        "end_column": 13 if ranged else None,
+        "traceback": f'  File "{path}", line 3\n    2 +]\n       ^\nSyntaxError: invalid syntax\n',
+        "frames": [{"file": path, "line": 3, "name": "<module>", "column": 12}],
+    }
+    assert (outside["message"], outside["line"], outside["column"]) == (hint("return"), 3, 4)
+    assert (outside["end_line"], outside["end_column"]) == ((3, 12) if ranged else (None, None))
+    named = " after 'for' statement on line 6" if ranged else ""
+    assert (indentation["type"], indentation["message"], indentation["line"]) == (
+        "IndentationError",
+        f"expected an indented block{named}",
+        7,
+    )
+    assert "    total += item\n" in indentation["traceback"]
