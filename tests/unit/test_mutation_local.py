@@ -870,3 +870,25 @@ async def test_a_run_logs_no_error_of_the_event_loop(
         for _ in range(2):
             assert (await LocalExecutor().run(simple_request(tmp_path))).value == "42"
     assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+
+
+@pytest.mark.timeout(60)
+async def test_the_box_shown_is_the_box_the_code_ran_in(tmp_path: Path) -> None:
+    """The report says the server is out of the code's reach exactly when the code could
+    not read the server's environment: the report is the launcher's own account of what
+    it applied, not a default."""
+    code = (
+        "try:\n"
+        f"    open('/proc/{os.getpid()}/environ', 'rb').read()\n"
+        "    reached = True\n"
+        "except OSError:\n"
+        "    reached = False\n"
+        "reached\n"
+    )
+    source = tmp_path / "main.py"
+    source.write_text(code)
+    request = build_request(snippet.whole_file(code, str(source)), Settings(), tmp_path)
+    result = await LocalExecutor().run(request)
+    assert result.status == "ok", result
+    shown_out_of_reach = "server out of reach" in result.extra["sandbox"]["summary"]
+    assert result.value == repr(not shown_out_of_reach), result.extra["sandbox"]
