@@ -330,7 +330,8 @@ class LocalExecutor:
             memory_kills = guard.memory_events()
             await guard.release(process.pid)
         if run.result_overflow.is_set():
-            raw_result.clear()
+            # Nothing of it is shown but the launcher's first line: what the box applied.
+            del raw_result[raw_result.find(b"\n") + 1 :]
         return self._result(
             request,
             process.returncode,
