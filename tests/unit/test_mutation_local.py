@@ -894,3 +894,30 @@ async def test_the_box_shown_is_the_box_the_code_ran_in(tmp_path: Path) -> None:
     assert result.status == "ok", result
     shown_out_of_reach = "server out of reach" in result.extra["sandbox"]["summary"]
     assert result.value == repr(not shown_out_of_reach), result.extra["sandbox"]
+
+
+@pytest.mark.timeout(60)
+async def test_a_pre_started_interpreter_that_closed_its_input_long_before_is_reported(
+    tmp_path: Path,
+) -> None:
+    """The request is written to a child that closed its input while it waited (the
+    connection is already lost when the server writes): the run ends as any run of that
+    interpreter does, and the server goes on."""
+    closing = tmp_path / "closing-python"
+    closing.write_text(f"#!/bin/sh\nexec 0<&-\ntouch {tmp_path}/closed-$$\nsleep 60\n")
+    closing.chmod(0o755)
+    source = tmp_path / "main.py"
+    source.write_text("6 * 7\n")
+    settings = Settings(timeout=1)
+    request = build_request(snippet.whole_file("6 * 7\n", str(source)), settings, tmp_path)
+    request = replace(request, python=str(closing))
+    executor = LocalExecutor(prestart=True)
+    try:
+        first = await executor.run(request)
+        (spare,) = pending_spares(executor)
+        spare_pid = (await spare).process.pid
+        await until(lambda: (tmp_path / f"closed-{spare_pid}").exists(), 0.01)
+        second = await executor.run(request)
+    finally:
+        await executor.close()
+    assert first.status == second.status == "timeout", (first, second)
