@@ -87,7 +87,7 @@ async def test_the_limit_in_the_refusal_is_written_with_thousands_separators() -
 async def test_a_client_that_hangs_up_mid_body_is_gone() -> None:
     body = app._Body(Channel([part(b"ab"), DISCONNECT]), 5.0)
     with pytest.raises(app.ClientGone):
-        await body.read(10)
+        await body.read(2)  # the hang-up adds nothing: the body is not over the limit
     assert body.done and body.disconnected
 
 
@@ -95,6 +95,24 @@ async def test_a_body_that_stops_arriving_times_out_at_its_deadline() -> None:
     body = app._Body(Channel([part(b"ab")]), 0.05)
     with pytest.raises(app._BodyTimeout):
         await body.read(10)
+
+
+class LateChannel(Channel):
+    """A channel whose every message comes `delay` seconds after it is asked for."""
+
+    def __init__(self, messages: Iterable[dict[str, Any]], delay: float) -> None:
+        super().__init__(messages)
+        self.delay = delay
+
+    async def __call__(self) -> dict[str, Any]:
+        await asyncio.sleep(self.delay)
+        return await super().__call__()
+
+
+async def test_once_the_deadline_has_passed_the_body_is_not_waited_for_any_longer() -> None:
+    body = app._Body(LateChannel([part(b"ab", more=False)], delay=0.2), -1.0)
+    with pytest.raises(app._BodyTimeout):
+        await body.chunk()
 
 
 def test_the_timeout_answer_names_the_time_and_what_to_do() -> None:
