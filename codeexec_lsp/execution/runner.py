@@ -165,7 +165,11 @@ def compile_snippet(
     except SyntaxError as exc:
         # The trailing expression left the tree for its own compile: look at both.
         statements = [*tree.body, last_statement] if last_expr is not None else tree.body
-        if _cut_from_a_function(doc_lines or document.splitlines(), first_line):
+        doc_lines = doc_lines or document.splitlines()
+        if exc.text is None and exc.lineno and 0 < exc.lineno <= len(doc_lines):
+            # Compiling a tree gives no source line: the traceback shows the document's.
+            exc.text = doc_lines[exc.lineno - 1] + "\n"
+        if _cut_from_a_function(doc_lines, first_line):
             _explain_outside_function(exc, statements)
         raise
     return Compiled(body, expr_code, in_effect)
@@ -181,7 +185,7 @@ def _move_syntax_error(
     # The dedented text lost `column` characters on every line; give them back.
     if exc.offset is not None and column:
         exc.offset += column
-        if getattr(exc, "end_offset", None):
+        if (getattr(exc, "end_offset", None) or 0) > 0:  # -1: the parser does not know
             exc.end_offset += column  # type: ignore[operator]
     if exc.lineno is not None and 0 < exc.lineno <= len(doc_lines):
         exc.text = doc_lines[exc.lineno - 1] + "\n"
@@ -386,7 +390,8 @@ def _describe_syntax_error(exc: SyntaxError, filename: str) -> dict[str, Any]:
     column = (exc.offset - 1) if exc.offset else _first_code_column(filename, line)
     end_line = getattr(exc, "end_lineno", None)
     end_offset = getattr(exc, "end_offset", None)
-    end_column = end_offset - 1 if end_offset and end_line else None
+    # "unexpected indent" has an end offset of -1 (unknown): no range, only a place.
+    end_column = end_offset - 1 if end_offset is not None and end_offset > 0 and end_line else None
     text = "".join(traceback.format_exception_only(type(exc), exc))
     return {
         "type": clip(type(exc).__name__, MAX_NAME_CHARS),

@@ -485,3 +485,25 @@ def test_before_311_syntax_errors_are_placed_in_the_file_too(minor: int) -> None
         7,
     )
     assert "    total += item\n" in indentation["traceback"]
+
+
+@pytest.mark.parametrize(
+    ("document", "first", "last", "line"),
+    [("x = 1\n    y = 2\n", 0, 1, 2), ("if 1:\n    x = 1\n        y = 2\n", 1, 2, 3)],
+)
+def test_an_unexpected_indent_has_a_place_but_no_range(
+    document: str, first: int, last: int, line: int
+) -> None:
+    """The parser gives "unexpected indent" an end offset of -1 (unknown): the result has
+    no range, not one ending before it starts."""
+    error = run(snippet.for_lines(document, fresh_path(), first, last))["error"]
+    assert (error["message"], error["line"]) == ("unexpected indent", line)
+    assert error["column"] is not None and error["column"] >= 0
+    assert (error["end_line"], error["end_column"]) == (None, None)
+
+
+def test_the_whole_function_hint_shows_the_documents_line_in_its_traceback() -> None:
+    document = "def f(x):\n    y = x + 1\n    return y\n"
+    error = run(snippet.for_lines(document, fresh_path(), 1, 2))["error"]
+    assert "Select the whole function" in error["message"]
+    assert error["traceback"].splitlines()[1:3] == ["    return y", "    ^^^^^^^^"]
