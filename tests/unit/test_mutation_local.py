@@ -78,10 +78,10 @@ def prints_then_waits(stdout_bytes: int, stderr_bytes: int) -> str:
     )
 
 
-async def until(check: Callable[[], bool], pause: float) -> None:
+async def until(check: Callable[[], bool], pause: float, turns: int = 100_000) -> None:
     """Poll `check` every `pause` seconds (0: every turn of the event loop); the bound on
     the turns only stops a hang."""
-    for _ in range(100_000):
+    for _ in range(turns):
         if check():
             return
         await asyncio.sleep(pause)
@@ -506,7 +506,7 @@ async def test_under_the_supervisor_a_process_that_left_the_run_goes_with_it(
     result = await LocalExecutor().run(limited_request(ESCAPES_WITH_SETSID, tmp_path, 16))
     assert (result.status, result.value) == ("ok", "'parent done'"), result
     escaped = int((tmp_path / "escaped.pid").read_text())
-    await until(lambda: not alive(escaped), 0.05)
+    await until(lambda: not alive(escaped), 0.05, turns=200)
 
 
 @pytest.mark.timeout(90)
