@@ -507,3 +507,27 @@ def test_the_whole_function_hint_shows_the_documents_line_in_its_traceback() -> 
     error = run(snippet.for_lines(document, fresh_path(), 1, 2))["error"]
     assert "Select the whole function" in error["message"]
     assert error["traceback"].splitlines()[1:3] == ["    return y", "    ^^^^^^^^"]
+
+
+def test_an_error_the_tree_compile_finds_on_the_first_line_shows_that_line() -> None:
+    """`return` at the file's top level: Python's own message, and the line under it."""
+    document = "return 5\n"
+    error = run(snippet.for_lines(document, fresh_path(), 0, 0))["error"]
+    assert error["message"] == "'return' outside function"
+    assert error["traceback"].splitlines()[1] == "    return 5"
+
+
+def test_a_bracket_never_closed_in_an_indented_selection_has_no_range() -> None:
+    """Its end offset is 0 (unknown): the selection's indent is not added to it."""
+    document = "def f():\n    x = (1,\n"
+    error = run(snippet.for_lines(document, fresh_path(), 1, 1))["error"]
+    assert error["message"] == "'(' was never closed"
+    assert (error["line"], error["column"]) == (2, 8)
+    assert (error["end_line"], error["end_column"]) == (None, None)
+
+
+def test_a_raised_syntax_error_ending_at_a_lines_start_keeps_its_empty_range() -> None:
+    path = fresh_path()
+    document = f"raise SyntaxError('boom', ({path!r}, 1, 1, 'x', 1, 1))\n"
+    error = run(snippet.for_lines(document, path, 0, 0))["error"]
+    assert (error["line"], error["column"], error["end_line"], error["end_column"]) == (1, 0, 1, 0)
