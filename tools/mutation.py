@@ -45,6 +45,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         [
             "tests/unit/test_snippet.py",
             "tests/unit/test_snippet_edges.py",
+            "tests/unit/test_snippet_mutants.py",
             "tests/unit/test_runner_mapping.py",
         ],
     ),
