@@ -642,8 +642,10 @@ async def test_a_result_past_ten_times_max_output_bytes_stops_the_run(tmp_path: 
         "    pass\n"
         "time.sleep(60)\n"
     )
-    result = await LocalExecutor().run(result_channel_request(code, tmp_path, 500_000))
+    request = result_channel_request(code, tmp_path, 500_000)
+    result = await LocalExecutor().run(request)
     assert (result.status, result.value, result.error) == ("limit", None, None), result
+    assert (result.executor, result.interpreter) == ("local", request.python), result
     assert result.message == (
         "Stopped: the code sent more than 5,000,000 bytes of result (10 × "
         "codeexec.maxOutputBytes): a value or error that large is not shown. Print less, "
