@@ -46,6 +46,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
             "tests/unit/test_snippet.py",
             "tests/unit/test_snippet_edges.py",
             "tests/unit/test_snippet_mutants.py",
+            "tests/unit/test_cells_cache.py",
             "tests/unit/test_runner_mapping.py",
         ],
     ),
