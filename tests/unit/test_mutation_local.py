@@ -12,6 +12,7 @@ import logging
 import os
 import resource
 import signal
+import stat
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -626,8 +627,9 @@ def result_channel_request(code: str, tmp_path: Path, max_output_bytes: int) -> 
 @pytest.mark.timeout(60)
 async def test_a_result_under_ten_times_max_output_bytes_is_read_whole(tmp_path: Path) -> None:
     """maxOutputBytes 500,000: the result may take 5,000,000 bytes, above the 4 MiB floor.
-    4,500,000 spaces before the runner's own JSON (which allows leading blanks) fit."""
-    code = RESULT_FD + "os.write(fd, b' ' * 4_500_000)\n6 * 7\n"
+    4,500,000 bytes of blank lines before the runner's own JSON (which allows leading
+    blanks) fit, and the line that says the runner was ready is still the first."""
+    code = RESULT_FD + "os.write(fd, b' \\n' * 2_250_000)\n6 * 7\n"
     assert result_cap(Limits(max_output_bytes=500_000)) == 5_000_000
     result = await LocalExecutor().run(result_channel_request(code, tmp_path, 500_000))
     assert (result.status, result.value, result.message) == ("ok", "42", ""), result
@@ -923,3 +925,36 @@ async def test_a_pre_started_interpreter_that_closed_its_input_long_before_is_re
     finally:
         await executor.close()
     assert first.status == second.status == "timeout", (first, second)
+
+
+# --- under a uid of the run's own: forks refused by RLIMIT_NPROC leave no counter ----------
+
+
+def python_nobody_can_run() -> str | None:
+    """An interpreter whose whole path a non-root uid may traverse (not one under /root)."""
+    for candidate in ("/usr/bin/python3", "/usr/local/bin/python3"):
+        path = Path(candidate).resolve()
+        if path.is_file() and all(
+            part.stat().st_mode & stat.S_IXOTH for part in [path, *path.parents]
+        ):
+            return str(path)
+    return None
+
+
+@pytest.mark.timeout(60)
+async def test_under_a_uid_of_its_own_a_refused_fork_is_reported_as_the_process_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RLIMIT_NPROC refuses the fork with EAGAIN and counts nothing the server can read:
+    the BlockingIOError itself is the sign, and the user is told it was the limit."""
+    python = python_nobody_can_run()
+    if os.geteuid() != 0 or python is None:
+        pytest.skip("needs a root server and an interpreter another uid can run")
+    monkeypatch.setattr(sandbox, "process_plan", lambda: ProcessPlan("uid", run_as=(65534, 65534)))
+    os.chmod(tmp_path, 0o777)  # the uid writes its workspace
+    coping = "except BlockingIOError:\n    pass\n"
+    code = FORKS_UNTIL_REFUSED.replace(coping, "finally:\n    pass\n")
+    result = await LocalExecutor().run(replace(limited_request(code, tmp_path, 16), python=python))
+    assert result.status == "limit", result
+    assert result.error is not None and result.error.type == "ProcessLimitExceeded", result
+    assert result.message.startswith("Process limit: the code tried to run more than 16 ")
