@@ -129,6 +129,9 @@ MODULES: dict[str, tuple[str, list[str]]] = {
             "tests/unit/test_api_server.py",
             "tests/unit/test_api_abuse.py",
             PROMISES,
+            # what the strict box promises code sent to /execute
+            "tests/unit/test_sandbox.py::test_the_api_server_runs_code_without_network_or_writes_outside",
+            "tests/hostile/test_boxes.py::test_an_api_tenant_cannot_see_another_tenants_files",
         ],
     ),
     "admission": ("codeexec_lsp/api/admission.py", ["tests/unit/test_api_server.py"]),

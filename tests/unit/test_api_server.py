@@ -476,3 +476,23 @@ def test_fuzzed_requests_never_get_a_500(start_api: StartApi) -> None:
 
     never_a_server_error()
     assert 200 in statuses and any(400 <= status < 500 for status in statuses)
+
+
+def test_an_interpreter_that_cannot_start_is_a_500_and_the_log_names_the_option(
+    start_api: StartApi, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The client learns only that the server failed; the operator's log says which
+    interpreter, set where, and why."""
+    missing = str(tmp_path / "no-such-python")
+    api = start_api(python=missing)
+    with caplog.at_level("INFO", logger="codeexec_lsp.api"):
+        response = execute(api, {"code": "print(1)"})
+    assert response.status_code == 500
+    assert response.json() == {
+        "error": "The execution server could not run the code; see its log",
+        "code": "internal",
+    }
+    assert (
+        f"Could not start the interpreter {missing!r} (the API server's --python): "
+        "No such file or directory" in caplog.text
+    )
