@@ -958,3 +958,57 @@ async def test_under_a_uid_of_its_own_a_refused_fork_is_reported_as_the_process_
     assert result.status == "limit", result
     assert result.error is not None and result.error.type == "ProcessLimitExceeded", result
     assert result.message.startswith("Process limit: the code tried to run more than 16 ")
+
+
+# --- the memory cgroup killed a process of the run, and the run coped ----------------------
+
+# A subprocess with the largest resident set (so the one the OOM killer picks) fills a
+# memfd past the run's memory bound; the run itself goes on and returns its exit status.
+KILLS_A_SUBPROCESS_BY_MEMORY = (
+    "import subprocess, sys\n"
+    "hog = ('import os\\n'\n"
+    "       'held = bytearray(60 * 1024 * 1024)\\n'\n"
+    "       'fd = os.memfd_create(\"hog\")\\n'\n"
+    "       'for _ in range(300):\\n'\n"
+    "       '    os.write(fd, b\"x\" * (1 << 20))\\n')\n"
+    "subprocess.run([sys.executable, '-c', hog]).returncode\n"
+)
+
+
+@pytest.mark.timeout(60)
+async def test_a_run_that_coped_with_a_subprocess_killed_by_the_memory_bound_stays_ok(
+    tmp_path: Path,
+) -> None:
+    if process_plan().memory_parent is None:
+        pytest.skip("no memory cgroup on this machine")
+    source = tmp_path / "main.py"
+    source.write_text(KILLS_A_SUBPROCESS_BY_MEMORY)
+    settings = Settings(memory_mb=128)
+    request = build_request(
+        snippet.whole_file(KILLS_A_SUBPROCESS_BY_MEMORY, str(source)), settings, tmp_path
+    )
+    result = await LocalExecutor().run(request)
+    assert (result.status, result.value, result.message) == ("ok", "-9", ""), result
+
+
+@pytest.mark.timeout(60)
+async def test_a_run_killed_by_the_memory_bound_says_so_and_shows_no_error_place(
+    tmp_path: Path,
+) -> None:
+    """Killed outright, the run reported nothing: there is no line to show, only why."""
+    if process_plan().memory_parent is None:
+        pytest.skip("no memory cgroup on this machine")
+    code = (
+        "import os\n"
+        "fd = os.memfd_create('hog')\n"
+        "for _ in range(300):\n"
+        "    os.write(fd, b'x' * (1 << 20))\n"
+    )
+    source = tmp_path / "main.py"
+    source.write_text(code)
+    request = build_request(
+        snippet.whole_file(code, str(source)), Settings(memory_mb=128), tmp_path
+    )
+    result = await LocalExecutor().run(request)
+    assert (result.status, result.error) == ("limit", None), result
+    assert result.message.startswith("Memory limit: the run used more than 128 MB"), result
