@@ -248,7 +248,7 @@ def test_a_document_holding_a_nul_character_is_refused_without_any_frame() -> No
     """The compiler refuses the text before any of it runs: no line to point at, and none
     of the runner's own frames in what the user sees."""
     error, _ = error_of("x = 1\n", "y = 'a\0b'\n")
-    assert error["type"] in ("SyntaxError", "ValueError")  # ValueError up to 3.10
+    assert error["type"] in ("SyntaxError", "ValueError")  # ValueError on older Pythons (3.11.2)
     assert error["message"] == "source code string cannot contain null bytes"
     assert (error["line"], error["column"], error["end_line"], error["end_column"]) == (
         None,
