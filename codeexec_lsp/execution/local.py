@@ -349,6 +349,11 @@ class LocalExecutor:
             process.stdin.write(payload)
             await process.stdin.drain()
         process.stdin.close()
+        # A child that closed its input leaves the pipe's close future holding the error;
+        # older Pythons (Debian's 3.11.2; not 3.11.7) log it as "Future exception was never
+        # retrieved" unless someone awaits it. The buffer was drained above: no wait here.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            await process.stdin.wait_closed()
 
     async def _supervise(
         self,
