@@ -1012,3 +1012,18 @@ async def test_a_run_killed_by_the_memory_bound_says_so_and_shows_no_error_place
     result = await LocalExecutor().run(request)
     assert (result.status, result.error) == ("limit", None), result
     assert result.message.startswith("Memory limit: the run used more than 128 MB"), result
+
+
+@pytest.mark.timeout(60)
+async def test_a_sleeping_run_that_ignores_the_interrupt_is_killed_after_its_grace(
+    tmp_path: Path,
+) -> None:
+    """On timeout the run is interrupted first (so the traceback can say where it was);
+    one that ignores the interrupt and uses no CPU (so no CPU limit ends it either) is
+    killed once the grace is over."""
+    code = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\ntime.sleep(600)\n"
+    source = tmp_path / "main.py"
+    source.write_text(code)
+    request = build_request(snippet.whole_file(code, str(source)), Settings(timeout=1), tmp_path)
+    result = await LocalExecutor().run(request)
+    assert result.status == "timeout", result
