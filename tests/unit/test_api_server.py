@@ -496,3 +496,28 @@ def test_an_interpreter_that_cannot_start_is_a_500_and_the_log_names_the_option(
         f"Could not start the interpreter {missing!r} (the API server's --python): "
         "No such file or directory" in caplog.text
     )
+
+
+def test_the_servers_output_limit_is_the_runs_and_not_the_default(start_api: StartApi) -> None:
+    """5,000 bytes: well within the default 1,000,000, over the server's 1,000."""
+    body = execute(start_api(max_output_bytes=1000), {"code": "print('x' * 5000)"}).json()
+    assert body["truncated"] is True
+    assert body["output"].count("x") <= 1000
+
+
+def test_the_servers_memory_limit_is_the_runs_and_not_the_default(start_api: StartApi) -> None:
+    """300 MB: well within the default 1024 MB, over the server's 128 MB."""
+    code = "block = bytearray(300 * 1024 * 1024)\nprint('allocated')"
+    body = execute(start_api(memory_mb=128), {"code": code}).json()
+    assert body["status"] == "error", body
+    assert "allocated" not in body["output"]
+    assert execute(start_api(), {"code": code}).json()["output"] == "allocated\n"
+
+
+def test_home_and_temp_files_go_to_the_requests_own_directory(start_api: StartApi) -> None:
+    code = (
+        "import os, tempfile\n"
+        "print(os.environ['HOME'] == os.getcwd(), os.environ['TMPDIR'] == os.getcwd(),"
+        " tempfile.gettempdir() == os.getcwd())"
+    )
+    assert execute(start_api(), {"code": code}).json()["output"] == "True True True\n"
