@@ -516,6 +516,7 @@ async def test_under_the_supervisor_a_missing_interpreter_is_reported(tmp_path: 
     missing = str(tmp_path / "no-such-python")
     result = await LocalExecutor().run(simple_request(tmp_path, missing))
     assert result.status == "internal" and repr(missing) in result.message, result
+    assert (result.executor, result.interpreter) == ("local", missing), result
 
 
 # --- a run ends with its result even when something of it lingers -----------------------
