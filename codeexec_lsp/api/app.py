@@ -37,7 +37,7 @@ from codeexec_lsp.api.contract import (
 )
 from codeexec_lsp.api.libraries import LibraryManager, LibraryProblem
 from codeexec_lsp.api.openapi import openapi_document
-from codeexec_lsp.api.settings import DEFAULT_TOKEN_ENV, ApiSettings, load_token
+from codeexec_lsp.api.settings import DEFAULT_TOKEN_ENV, ApiSettings, ConfigError, load_token
 from codeexec_lsp.execution.base import Limits, RunRequest
 from codeexec_lsp.execution.environment import scrubbed_environment
 from codeexec_lsp.execution.local import LocalExecutor
@@ -350,10 +350,16 @@ def create_app(
     settings: ApiSettings | None = None, *, environ: Mapping[str, str] | None = None
 ) -> Starlette:
     """The /execute application. Raises ConfigError when there is no token and no permission
-    to run without one. `environ` (default: os.environ, read per request) supplies the token
-    and the environment executed code gets, minus secrets."""
+    to run without one, or no interpreter at `--python`. `environ` (default: os.environ, read
+    per request) supplies the token and the environment executed code gets, minus secrets."""
     settings = settings if settings is not None else ApiSettings()
     environ = os.environ if environ is None else environ
+    if shutil.which(settings.python) is None:
+        # Said once at start-up, not as a 500 on every request.
+        raise ConfigError(
+            f"--python {settings.python!r} is not an executable interpreter: give the Python "
+            "that code sent to /execute should run under (default: the server's own)"
+        )
     token = load_token(settings, environ)
     if token is None:
         log.warning(

@@ -478,13 +478,25 @@ def test_fuzzed_requests_never_get_a_500(start_api: StartApi) -> None:
     assert 200 in statuses and any(400 <= status < 500 for status in statuses)
 
 
-def test_an_interpreter_that_cannot_start_is_a_500_and_the_log_names_the_option(
+def test_a_server_without_its_interpreter_does_not_start(tmp_path: Path) -> None:
+    missing = str(tmp_path / "no-such-python")
+    with pytest.raises(ConfigError) as refused:
+        create_app(ApiSettings(python=missing, cache_dir=tmp_path / "envs"))
+    assert str(refused.value) == (
+        f"--python {missing!r} is not an executable interpreter: give the Python that code "
+        "sent to /execute should run under (default: the server's own)"
+    )
+
+
+def test_an_interpreter_gone_after_start_is_a_500_and_the_log_names_the_option(
     start_api: StartApi, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The client learns only that the server failed; the operator's log says which
     interpreter, set where, and why."""
-    missing = str(tmp_path / "no-such-python")
-    api = start_api(python=missing)
+    python = tmp_path / "python3"
+    python.symlink_to(sys.executable)
+    api = start_api(python=str(python))
+    python.unlink()
     with caplog.at_level("INFO", logger="codeexec_lsp.api"):
         response = execute(api, {"code": "print(1)"})
     assert response.status_code == 500
@@ -493,7 +505,7 @@ def test_an_interpreter_that_cannot_start_is_a_500_and_the_log_names_the_option(
         "code": "internal",
     }
     assert (
-        f"Could not start the interpreter {missing!r} (the API server's --python): "
+        f"Could not start the interpreter {str(python)!r} (the API server's --python): "
         "No such file or directory" in caplog.text
     )
 
