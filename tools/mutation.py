@@ -97,6 +97,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
             "tests/unit/test_local_executor.py",
             "tests/unit/test_sandbox.py",
             "tests/unit/test_mutation_launcher.py",
+            "tests/unit/test_mutation_local.py",
         ],
     ),
     # edits and fixes
