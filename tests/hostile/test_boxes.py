@@ -16,7 +16,6 @@ import os
 import secrets
 import shutil
 import socket
-import stat
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,7 @@ from codeexec_lsp.execution.local import LocalExecutor
 from codeexec_lsp.execution.session import SessionExecutor
 from codeexec_lsp.results import RunResult
 from tests.fakes.api_harness import ThreadedApi
+from tests.pythons import python_another_user_can_run
 
 pytestmark = [
     pytest.mark.timeout(180),
@@ -584,16 +584,6 @@ async def test_an_api_tenant_cannot_see_another_tenants_files(api_url: str) -> N
 
 
 # --- CODEEXEC_RUN_AS ------------------------------------------------------------------------
-
-
-def python_another_user_can_run() -> str | None:
-    for candidate in ("/usr/bin/python3", "/usr/local/bin/python3"):
-        path = Path(candidate).resolve()
-        if path.is_file() and all(
-            part.stat().st_mode & stat.S_IXOTH for part in [path, *path.parents]
-        ):
-            return str(path)
-    return None
 
 
 @pytest.mark.skipif(not ROOT, reason="switching to another uid needs a root server")

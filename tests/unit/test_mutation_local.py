@@ -12,7 +12,6 @@ import logging
 import os
 import resource
 import signal
-import stat
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -29,6 +28,7 @@ from codeexec_lsp.execution.live import LiveOutput
 from codeexec_lsp.execution.local import LocalExecutor, _read_result, result_cap
 from codeexec_lsp.execution.sandbox import ProcessPlan, process_plan
 from codeexec_lsp.results import RunResult
+from tests.pythons import python_another_user_can_run
 
 WRITES_BAD_BYTES = (
     "import sys\n"
@@ -931,24 +931,13 @@ async def test_a_pre_started_interpreter_that_closed_its_input_long_before_is_re
 # --- under a uid of the run's own: forks refused by RLIMIT_NPROC leave no counter ----------
 
 
-def python_nobody_can_run() -> str | None:
-    """An interpreter whose whole path a non-root uid may traverse (not one under /root)."""
-    for candidate in ("/usr/bin/python3", "/usr/local/bin/python3"):
-        path = Path(candidate).resolve()
-        if path.is_file() and all(
-            part.stat().st_mode & stat.S_IXOTH for part in [path, *path.parents]
-        ):
-            return str(path)
-    return None
-
-
 @pytest.mark.timeout(60)
 async def test_under_a_uid_of_its_own_a_refused_fork_is_reported_as_the_process_limit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """RLIMIT_NPROC refuses the fork with EAGAIN and counts nothing the server can read:
     the BlockingIOError itself is the sign, and the user is told it was the limit."""
-    python = python_nobody_can_run()
+    python = python_another_user_can_run()
     if os.geteuid() != 0 or python is None:
         pytest.skip("needs a root server and an interpreter another uid can run")
     monkeypatch.setattr(sandbox, "process_plan", lambda: ProcessPlan("uid", run_as=(65534, 65534)))

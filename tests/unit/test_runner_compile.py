@@ -16,20 +16,16 @@ from __future__ import annotations
 
 import builtins
 import itertools
-import json
-import os
-import shutil
 import signal
-import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from codeexec_lsp import snippet
 from codeexec_lsp.execution import runner
+from tests.pythons import run_requests_under
 
 _numbers = itertools.count()
 
@@ -394,31 +390,6 @@ def test_future_features_of_a_session_combine() -> None:
 
 # --- under the oldest interpreters the runner supports ----------------------------------------
 
-# Run by an older interpreter: runner.py loaded from its file, as the child loads it.
-OLD_INTERPRETER_DRIVER = """
-import importlib.util, json, sys
-spec = importlib.util.spec_from_file_location("codeexec_runner", sys.argv[1])
-runner = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(runner)
-print(json.dumps([runner.run_request(request) for request in json.loads(sys.stdin.read())]))
-"""
-
-
-def older_python(minor: int) -> str | None:
-    """A working CPython 3.<minor> on this machine: one pyenv installed, or on PATH."""
-    installed = sorted(Path.home().glob(f".pyenv/versions/3.{minor}.*/bin/python3"), reverse=True)
-    on_path = shutil.which(f"python3.{minor}")
-    for candidate in [*map(str, installed), *([on_path] if on_path else [])]:
-        probe = subprocess.run(
-            [candidate, "-c", "import sys; print(sys.version_info[:2])"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if probe.returncode == 0 and probe.stdout.strip() == f"(3, {minor})":
-            return candidate
-    return None
-
 
 @pytest.mark.parametrize("minor", [8, 9, 10])
 def test_before_311_syntax_errors_are_placed_in_the_file_too(minor: int) -> None:
@@ -427,11 +398,6 @@ def test_before_311_syntax_errors_are_placed_in_the_file_too(minor: int) -> None
     with its hint, and has no range. (Mutation testing cannot see this child: it guards the
     `getattr(..., None)` defaults and the two-argument `format_exception_only` that are
     equivalent only on 3.10+.)"""
-    if "MUTANT_UNDER_TEST" in os.environ:
-        pytest.skip("mutmut's copy of runner.py imports mutmut, which older Pythons lack")
-    python = older_python(minor)
-    if python is None:
-        pytest.skip(f"no Python 3.{minor} on this machine (PATH or pyenv)")
     path = "/virtual/old.py"
     requests = []
     for document, first, last in [
@@ -454,15 +420,9 @@ def test_before_311_syntax_errors_are_placed_in_the_file_too(minor: int) -> None
                 "column": code.column,
             }
         )
-    finished = subprocess.run(
-        [python, "-c", OLD_INTERPRETER_DRIVER, runner.RUNNER_FILE],
-        input=json.dumps(requests),
-        capture_output=True,
-        text=True,
-        check=False,
+    syntax, outside, indentation = (
+        outcome["error"] for outcome in run_requests_under(minor, requests)
     )
-    assert finished.returncode == 0, finished.stderr
-    syntax, outside, indentation = (outcome["error"] for outcome in json.loads(finished.stdout))
     ranged = minor >= 10
     assert syntax == {
         "type": "SyntaxError",

@@ -17,10 +17,7 @@ import ast
 import asyncio
 import gc
 import itertools
-import json
 import linecache
-import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -34,6 +31,7 @@ from typing import Any
 import pytest
 
 from codeexec_lsp.execution import runner
+from tests.pythons import run_requests_under
 
 _numbers = itertools.count()
 
@@ -416,61 +414,24 @@ def test_the_same_document_is_registered_again_after_the_code_cleared_linecache(
 
 # --- under the oldest interpreters the runner supports ----------------------------------------
 
-# Run by an older interpreter: runner.py loaded from its file, as the child loads it.
-OLD_INTERPRETER_DRIVER = """
-import importlib.util, json, sys
-spec = importlib.util.spec_from_file_location("codeexec_runner", sys.argv[1])
-runner = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(runner)
-documents = json.loads(sys.stdin.read())
-print(json.dumps([
-    runner.run_request({"code": document, "path": "/virtual/old.py", "document": document})
-    for document in documents
-]))
-"""
-
-
-def older_python(minor: int) -> str | None:
-    """A working CPython 3.<minor> on this machine: one pyenv installed, or on PATH (where a
-    pyenv shim may name a version it will not run)."""
-    installed = sorted(Path.home().glob(f".pyenv/versions/3.{minor}.*/bin/python3"), reverse=True)
-    on_path = shutil.which(f"python3.{minor}")
-    for candidate in [*map(str, installed), *([on_path] if on_path else [])]:
-        probe = subprocess.run(
-            [candidate, "-c", "import sys; print(sys.version_info[:2])"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if probe.returncode == 0 and probe.stdout.strip() == f"(3, {minor})":
-            return candidate
-    return None
-
 
 @pytest.mark.parametrize("minor", [8, 9, 10])
 def test_before_311_an_error_without_columns_starts_at_its_lines_code(minor: int) -> None:
     """Python 3.8-3.10 give no column, end line or end column to any frame (FrameSummary
     has no such attributes before 3.11): the error and its frames start at the line's
     first code character and have no end, and nothing else about the error changes."""
-    if "MUTANT_UNDER_TEST" in os.environ:
-        pytest.skip("mutmut's copy of runner.py imports mutmut, which older Pythons lack")
-    python = older_python(minor)
-    if python is None:
-        pytest.skip(f"no Python 3.{minor} on this machine (PATH or pyenv)")
     documents = [
         "def f(a):\n    return a[\n        5]\n\n\nf([])\n",
         "import json\njson.loads('{')",
         "e = KeyError('k')\nraise ValueError('H' * 6000 + 'T' * 6000) from e\n",
     ]
-    finished = subprocess.run(
-        [python, "-c", OLD_INTERPRETER_DRIVER, runner.RUNNER_FILE],
-        input=json.dumps(documents),
-        capture_output=True,
-        text=True,
-        check=False,
+    requests = [
+        {"code": document, "path": "/virtual/old.py", "document": document}
+        for document in documents
+    ]
+    indexing, decoding, chained = (
+        outcome["error"] for outcome in run_requests_under(minor, requests)
     )
-    assert finished.returncode == 0, finished.stderr
-    indexing, decoding, chained = (outcome["error"] for outcome in json.loads(finished.stdout))
     assert indexing["frames"] == [
         {
             "file": "/virtual/old.py",

@@ -37,6 +37,7 @@ from codeexec_lsp.present import hover_markdown
 from codeexec_lsp.results import RunResult
 from codeexec_lsp.run_history import RunRecord
 from tests.fakes.api_harness import ThreadedApi
+from tests.pythons import python_another_user_can_run
 
 REPO = Path(__file__).resolve().parents[2]
 LINUX = sys.platform.startswith("linux")
@@ -211,17 +212,6 @@ def remove_leaks(paths: Iterable[str]) -> list[str]:
     for path in leaked:
         os.unlink(path)
     return leaked
-
-
-def python_another_user_can_run() -> str | None:
-    """An interpreter whose whole path a non-root uid may traverse (not one under /root)."""
-    for candidate in ("/usr/bin/python3", "/usr/local/bin/python3"):
-        path = Path(candidate).resolve()
-        if path.is_file() and all(
-            part.stat().st_mode & stat.S_IXOTH for part in [path, *path.parents]
-        ):
-            return str(path)
-    return None
 
 
 @needs_linux
