@@ -304,9 +304,12 @@ class LocalExecutor:
         result_task = asyncio.create_task(
             _read_result(result_read, raw_result, result_cap(limits), run.result_overflow)
         )
+        sending: asyncio.Task[None] | None = None
         try:
             await child.adopted  # before the request: no user code outside the cgroup
-            await self._send_request(process, payload)
+            # Sent under supervision: an interpreter that never reads its request (hung in
+            # start-up) must still be stopped by the timeout or a cancel, like any run.
+            sending = asyncio.create_task(self._send_request(process, payload))
             reason = await self._supervise(
                 process, result_task, run, cancel, limits.timeout_s, guard
             )
@@ -320,6 +323,10 @@ class LocalExecutor:
                 task.cancel()
             raise
         finally:
+            if sending is not None:
+                sending.cancel()
+                if sending.done() and not sending.cancelled():
+                    sending.exception()  # retrieved: how the run ended already says it
             _kill(process, guard)
             if process.returncode is None:
                 with contextlib.suppress(ProcessLookupError):

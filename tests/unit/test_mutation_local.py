@@ -1017,3 +1017,24 @@ async def test_a_sleeping_run_that_ignores_the_interrupt_is_killed_after_its_gra
     request = build_request(snippet.whole_file(code, str(source)), Settings(timeout=1), tmp_path)
     result = await LocalExecutor().run(request)
     assert result.status == "timeout", result
+
+
+@pytest.mark.timeout(60)
+async def test_an_interpreter_that_never_reads_its_request_is_stopped_by_the_timeout(
+    tmp_path: Path,
+) -> None:
+    """An interpreter hung before it reads the request (a wrapper waiting on something, a
+    start-up hook that blocks) while the request is larger than the pipe holds: the run
+    still ends at its timeout, and leaves no process."""
+    children = my_children()
+    hung = tmp_path / "hung-python"
+    hung.write_text("#!/bin/sh\nexec sleep 600\n")
+    hung.chmod(0o755)
+    code = "# " + "x" * 1_000_000 + "\n6 * 7\n"
+    source = tmp_path / "large.py"
+    source.write_text(code)
+    request = build_request(snippet.whole_file(code, str(source)), Settings(), tmp_path)
+    request = replace(request, python=str(hung), limits=replace(request.limits, timeout_s=1))
+    result = await LocalExecutor().run(request)
+    assert result.status == "timeout", result
+    assert my_children() <= children
