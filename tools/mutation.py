@@ -168,9 +168,9 @@ PROMISE_BUGS: list[tuple[str, str, str, str, list[str]]] = [
     ),
     (
         "the server's stale-version check is gone",
-        "codeexec_lsp/server.py",
-        "if self.workspace.get_text_document(uri).version != version or outcome.target is None:",
-        "if outcome.target is None:",
+        "codeexec_lsp/actions/fix_session.py",
+        "    return current_version == fixed_version and outcome.target is not None",
+        "    return outcome.target is not None",
         [
             f"{E2E_PROMISES}::test_verified_fix_for_an_older_version_is_refused_by_the_server",
             f"{E2E_PROMISES}::test_unverified_fix_for_an_older_version_is_refused_by_the_server",
