@@ -1,20 +1,24 @@
-"""Before/after trees for benchmarks/lsp_speed.py: HEAD with the issue-11 levers switched
-off cumulatively, as /tmp/h1/s0 (all off) ... /tmp/h1/s6 (all on = HEAD), then
+"""Before/after trees for benchmarks/lsp_speed.py: the tree the round-trip levers of issue 11
+were finished in (LEVERS_AT, 78f33e0) with them switched off cumulatively, as /tmp/h1/s0 (all
+off) ... /tmp/h1/s6 (all on), then
 
     python benchmarks/lsp_speed_levers.py
-    cd benchmarks && python lsp_speed.py --tree s0=/tmp/h1/s0 ... --tree s5=/tmp/h1/s5
+    cd benchmarks && python lsp_speed.py --tree s0=/tmp/h1/s0 ... --tree s6=/tmp/h1/s6
 
 Levers, in order: lazy progress, publish-if-changed, dispatch + plain-dict answers, event-loop
 stdin reader, per-folder caches + to_json, lazy imports. Each is switched off by a small
 source patch of the snapshot (e569c8d's eager work_progress, the old to_json, ...); a patch
-that no longer applies fails loudly.
+that no longer applies fails loudly. The snapshots are of LEVERS_AT, not HEAD: later work
+(the early session start, the use cases moved out of server.py) changed the lines the patches
+switch; add `--tree head=/work/main` to see where HEAD stands in the same run.
 """
 
 import shutil
 import subprocess
 from pathlib import Path
 
-REPO = Path("/work/main")
+REPO = Path(__file__).resolve().parent.parent
+LEVERS_AT = "78f33e0"
 
 
 def show(ref, path):
@@ -56,7 +60,7 @@ def snap(name, off):
     dest = Path(f"/tmp/h1/{name}")
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
-    subprocess.run(f"git -C {REPO} archive HEAD | tar -x -C {dest}", shell=True, check=True)
+    subprocess.run(f"git -C {REPO} archive {LEVERS_AT} | tar -x -C {dest}", shell=True, check=True)
     files = {}
 
     def edit(rel, a, b):
