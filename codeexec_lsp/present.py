@@ -210,6 +210,11 @@ def hover_markdown(record: RunRecord) -> str:
             parts.append(_fence(_clip_traceback(result.error.traceback), "pytb"))
     if result.truncated:
         parts.append("_Output truncated to the head and tail (codeexec.maxOutputBytes)._")
+    if _clipped_in_hover(result):
+        # What hover cut is still in the run's record: the page shows all of it.
+        parts.append(
+            "_Clipped for hover: **Show output** (a code action on these lines) shows all of it._"
+        )
     if not (
         result.stdout or result.stderr or result.value is not None or result.error or result.outputs
     ):
@@ -225,6 +230,14 @@ def hover_markdown(record: RunRecord) -> str:
     # Paths are the user's (a folder may be named `[x](y)`): a code span shows them as they are.
     parts.append(_code_span(where))
     return "\n\n".join(parts)
+
+
+def _clipped_in_hover(result: RunResult) -> bool:
+    """Whether hover_markdown cut any of the run's texts at HOVER_MAX_CHARS."""
+    texts = [result.message, result.stdout, result.stderr, result.value or ""]
+    if result.error is not None and result.status == "error":
+        texts += [result.error.headline, result.error.traceback or ""]
+    return any(len(text) > HOVER_MAX_CHARS for text in texts)
 
 
 def _clip_traceback(text: str, limit: int = HOVER_MAX_CHARS) -> str:

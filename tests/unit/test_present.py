@@ -97,6 +97,26 @@ def test_a_huge_exception_gives_a_small_diagnostic_and_a_clipped_hover_with_coun
     assert len(present.hint_label(record.result)) <= present.HINT_MAX_CHARS
 
 
+POINTER = "**Show output** (a code action on these lines) shows all of it"
+
+
+@pytest.mark.parametrize("field", ["stdout", "stderr", "value", "message"])
+def test_a_hover_that_clipped_a_text_says_where_to_read_all_of_it(field: str) -> None:
+    limit = present.HOVER_MAX_CHARS
+    fits = RunRecord(0, 0, RunResult(status="ok", **{field: "y" * limit}), "line 1", "/p/a.py")
+    assert POINTER not in present.hover_markdown(fits)
+    cut = RunRecord(0, 0, RunResult(status="ok", **{field: "y" * (limit + 1)}), "line 1", "/p/a.py")
+    markdown = present.hover_markdown(cut)
+    assert POINTER in markdown and "1 more characters" in markdown
+
+
+def test_a_hover_that_clipped_a_traceback_says_where_to_read_all_of_it() -> None:
+    short = raised("ValueError", "bad", "Traceback ...\nValueError: bad")
+    assert POINTER not in present.hover_markdown(short)
+    long_traceback = raised("ValueError", "bad", "T" * (present.HOVER_MAX_CHARS + 1))
+    assert POINTER in present.hover_markdown(long_traceback)
+
+
 def test_huge_type_and_frame_names_stay_small_in_a_diagnostic() -> None:
     error = ErrorInfo(
         "T" * 1_000_000,
