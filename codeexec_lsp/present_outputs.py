@@ -9,7 +9,9 @@ embeds HTML outputs as they are, under a Content-Security-Policy that allows no 
 network and no form: only inline styles and `data:` images.
 
 Hover images: VS Code drops any hover Markdown past 100,000 characters, so images are
-embedded only within HOVER_IMAGE_BUDGET characters in all (the rest get their text line);
+embedded only within HOVER_IMAGE_BUDGET characters in all (the rest get their text line); a
+figure whose PNG is over it is shown by its hover version (`metadata["codeexec"]["hover"]`,
+made by display.py: at most 480 px wide, 256 colours) if it has one;
 VS Code and its forks size an image by `![alt](uri|width=W,height=H)` (its own syntax, see
 its `parseHrefAndDimensions`); raw `<img>` tags are dropped there unless the extension turned
 on `supportHtml`, so the size rides on that syntax. Sublime's LSP gets plain `![alt](uri)`.
@@ -236,20 +238,38 @@ def _clean_base64(value: Any) -> str | None:
 
 
 def _hover_image(output: dict[str, Any], mime: str, alt: str, style: ImageStyle) -> str | None:
-    data = _clean_base64(output.get("data", {}).get(mime))
+    data = output.get("data", {}).get(mime)
+    return _image_markdown(data, mime, image_size(output, mime), alt, style)
+
+
+def _small_hover_image(output: dict[str, Any], alt: str, style: ImageStyle) -> str | None:
+    """The figure's hover version (display.py makes one when its PNG is too big for a hover),
+    or None if it has none."""
+    hover = _codeexec_meta(output).get("hover")
+    if not isinstance(hover, dict):
+        return None
+    width, height = hover.get("width"), hover.get("height")
+    size = None
+    if isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0:
+        size = (width, height)
+    return _image_markdown(hover.get("image/png"), "image/png", size, alt, style)
+
+
+def _image_markdown(
+    value: Any, mime: str, size: tuple[int, int] | None, alt: str, style: ImageStyle
+) -> str | None:
+    data = _clean_base64(value)
     if data is None:
         return None
     uri = f"data:{mime};base64,{data}"
-    if style == "vscode":
-        size = image_size(output, mime)
-        if size:
-            width, height = size
-            if width > HOVER_IMAGE_MAX_WIDTH:
-                width, height = (
-                    HOVER_IMAGE_MAX_WIDTH,
-                    max(1, height * HOVER_IMAGE_MAX_WIDTH // width),
-                )
-            uri += f"|width={width},height={height}"
+    if style == "vscode" and size:
+        width, height = size
+        if width > HOVER_IMAGE_MAX_WIDTH:
+            width, height = (
+                HOVER_IMAGE_MAX_WIDTH,
+                max(1, height * HOVER_IMAGE_MAX_WIDTH // width),
+            )
+        uri += f"|width={width},height={height}"
     return f"![{alt}]({uri})"
 
 
@@ -268,6 +288,8 @@ def hover_outputs_markdown(
         if summary.kind == "image" and style != "none":
             alt = summary.line.split(":", 1)[0]
             image = _hover_image(output, summary.mime, alt, style)
+            if image is None or len(image) > budget:  # its smaller hover version, if any
+                image = _small_hover_image(output, alt, style)
             if image is not None and len(image) <= budget:
                 budget -= len(image)
                 parts.append(image)

@@ -2,8 +2,9 @@
 rich forms and Matplotlib figures, in nbformat's output shape.
 
 Like runner.py (which loads it with ``load_sibling``) it runs under the *user's* interpreter:
-standard library only, valid Python 3.8. Also imported by the server (outcome.py), which
-bounds what arrives with the same limits, since the result channel is reachable by user code.
+standard library only (and Pillow, if Matplotlib loaded it, for a figure's hover version),
+valid Python 3.8. Also imported by the server (outcome.py), which bounds what arrives with
+the same limits, since the result channel is reachable by user code.
 
 Why it is built so:
 
@@ -15,6 +16,12 @@ Why it is built so:
   The environment is left alone, so the user's own subprocesses keep their backend.
 - **As Jupyter's inline backend does:** figures shown or left open at the end of a run become
   ``display_data`` PNGs (the figure's own dpi) and are closed.
+- **A hover version** of a figure whose PNG is too big for an editor's hover
+  (HOVER_IMAGE_MAX_CHARS of base64): the same image at most 480 px wide, then 360 and 240,
+  as a 256-colour PNG, until one fits; it rides in the output's metadata
+  (``metadata["codeexec"]["hover"]``), the full PNG stays as it was. With Pillow (which
+  Matplotlib 3.3+ needs and has loaded to write the PNG) it is the full PNG shrunk, 20-50 ms;
+  without, the figure is drawn again at a lower dpi. Small figures never pay for it.
 - **``display``** is a builtin (as in IPython). Importing IPython costs ~0.3 s and its
   ``display`` only prints outside a kernel, so ours formats objects the way IPython's does
   (``_ipython_display_``, ``_repr_mimebundle_``, ``_repr_*_``) and ``IPython.display.display``
@@ -23,7 +30,9 @@ Why it is built so:
   output, MAX_RUN_OUTPUT_BYTES (8 MB) per run and MAX_OUTPUTS (200) outputs per run; a
   figure over MAX_FIGURE_PIXELS is refused before it is drawn. The server reads at most
   10 × maxOutputBytes (10 MB by default) of a run's result, so a run's outputs must fit
-  well inside that. A refused output is replaced by a ``text/plain`` line saying why.
+  well inside that. A refused output is replaced by a ``text/plain`` line saying why. A
+  hover version counts towards both byte limits; where it would pass one, the output keeps
+  its full image without it (the other metadata stays within 10,000 characters).
 """
 
 from __future__ import annotations
@@ -34,7 +43,7 @@ import io
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 MAX_OUTPUT_BYTES = 4 * 1024 * 1024
@@ -57,6 +66,12 @@ BINARY_MIME_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp", "appl
 # Builtin types have no rich forms: their trailing values skip the formatter entirely.
 PLAIN_TYPES = frozenset((int, float, complex, bool, str, bytes, list, tuple, dict, set, range))
 NON_INTERACTIVE_BACKENDS = ("agg", "cairo", "pdf", "pgf", "ps", "svg", "template")
+# A figure's hover version: base64 characters at most (present_outputs.HOVER_IMAGE_BUDGET,
+# 80,000, less the Markdown around it), and the widths tried, largest first. VS Code shows a
+# hover image at most 480 px wide (present_outputs.HOVER_IMAGE_MAX_WIDTH).
+HOVER_IMAGE_MAX_CHARS = 79_000
+HOVER_WIDTHS = (480, 360, 240)
+HOVER_KEY = "hover"
 
 
 def _b64(data: bytes) -> str:
@@ -252,7 +267,10 @@ class OutputCollector:
             self.dropped += 1
             return
         metadata = dict(metadata or {})
+        hover = hover_of(metadata)
+        metadata = without_hover(metadata)
         size = bundle_size(data)
+        extra = 0  # the hover version's characters, counted like the data's
         if size > self.max_output_bytes:
             data = refusal(
                 data, size, "over the " + _megabytes(self.max_output_bytes) + " per-output limit"
@@ -265,7 +283,16 @@ class OutputCollector:
                 "the run's outputs would pass their " + _megabytes(self.max_run_bytes) + " limit",
             )
             metadata = {}
-        self.total_bytes += bundle_size(data)
+        elif hover is not None:
+            extra = len(hover["image/png"])
+            if (
+                size + extra > self.max_output_bytes
+                or self.total_bytes + size + extra > self.max_run_bytes
+            ):
+                extra = 0  # the full image is kept, its hover version is not
+            else:
+                metadata = with_hover(metadata, hover)
+        self.total_bytes += bundle_size(data) + extra
         output: dict[str, Any] = {"output_type": output_type, "data": data, "metadata": metadata}
         if output_type == "execute_result":
             output["execution_count"] = None
@@ -390,10 +417,105 @@ def figure_bundle(figure: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         }, {}
     png = buffer.getvalue()
     width, height = png_size(png) or (width, height)
-    return (
-        {"image/png": _b64(png), "text/plain": plain},
-        {"image/png": {"width": width, "height": height}},
-    )
+    encoded = _b64(png)
+    metadata: dict[str, Any] = {"image/png": {"width": width, "height": height}}
+    if HOVER_IMAGE_MAX_CHARS < len(encoded) <= MAX_OUTPUT_BYTES:
+        hover = hover_version(figure, png, dpi)
+        if hover is not None:
+            metadata["codeexec"] = {HOVER_KEY: hover}
+    return {"image/png": encoded, "text/plain": plain}, metadata
+
+
+def hover_version(figure: Any, png: bytes, dpi: float) -> dict[str, Any] | None:
+    """The figure small enough for a hover: `{"image/png": base64, "width", "height"}`
+    within HOVER_IMAGE_MAX_CHARS, or None if even the smallest width does not fit (or it
+    cannot be made). `png` is the figure drawn at `dpi`."""
+    size = png_size(png)
+    if size is None:
+        return None
+    width = size[0]
+    widths = sorted({min(width, w) for w in HOVER_WIDTHS}, reverse=True)
+    try:
+        import importlib  # on use, like base64
+
+        image_module = importlib.import_module("PIL.Image")  # loaded already, to write the PNG
+    except Exception:
+        image_module = None
+    try:
+        if image_module is not None:
+            smaller = _shrunk_pngs(image_module, png, widths)
+        else:  # no Pillow: draw it again at a lower dpi (the same width gains nothing)
+            smaller = _redrawn_pngs(figure, dpi, width, [w for w in widths if w < width])
+        for small in smaller:
+            encoded = _b64(small)
+            small_size = png_size(small)
+            if small_size is not None and len(encoded) <= HOVER_IMAGE_MAX_CHARS:
+                return {"image/png": encoded, "width": small_size[0], "height": small_size[1]}
+    except Exception:  # the full image is what matters: never lose it for this
+        return None
+    return None
+
+
+def _shrunk_pngs(image_module: Any, png: bytes, widths: list[int]) -> Iterator[bytes]:
+    """The PNG resized to each width (Lanczos), as 256-colour PNGs (transparency kept)."""
+    lanczos = getattr(getattr(image_module, "Resampling", image_module), "LANCZOS", 1)
+    fast_octree = getattr(getattr(image_module, "Quantize", image_module), "FASTOCTREE", 2)
+    image = image_module.open(io.BytesIO(png))
+    image.load()
+    if image.mode not in ("RGB", "RGBA"):
+        image = image.convert("RGBA")
+    for width in widths:
+        height = max(1, round(image.height * width / image.width))
+        resized = image
+        if width != image.width:
+            try:
+                resized = image.resize((width, height), lanczos, reducing_gap=3.0)
+            except TypeError:  # Pillow before 7.0
+                resized = image.resize((width, height), lanczos)
+        buffer = io.BytesIO()
+        resized.quantize(256, method=fast_octree).save(buffer, format="PNG")
+        yield buffer.getvalue()
+
+
+def _redrawn_pngs(figure: Any, dpi: float, width: int, widths: list[int]) -> Iterator[bytes]:
+    for smaller in widths:
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=dpi * smaller / width)
+        yield buffer.getvalue()
+
+
+def hover_of(metadata: dict[str, Any]) -> dict[str, Any] | None:
+    """The output's hover version if it is well formed (the server checks again what a child
+    sent: its result channel is reachable by user code), else None."""
+    codeexec = metadata.get("codeexec")
+    hover = codeexec.get(HOVER_KEY) if isinstance(codeexec, dict) else None
+    if not isinstance(hover, dict):
+        return None
+    png, width, height = hover.get("image/png"), hover.get("width"), hover.get("height")
+    if not (isinstance(png, str) and 0 < len(png) <= HOVER_IMAGE_MAX_CHARS):
+        return None
+    if type(width) is not int or type(height) is not int or width <= 0 or height <= 0:
+        return None
+    return {"image/png": png, "width": width, "height": height}
+
+
+def without_hover(metadata: dict[str, Any]) -> dict[str, Any]:
+    """`metadata` without a hover version (a copy if it had one)."""
+    codeexec = metadata.get("codeexec")
+    if not isinstance(codeexec, dict) or HOVER_KEY not in codeexec:
+        return metadata
+    rest = {key: value for key, value in codeexec.items() if key != HOVER_KEY}
+    stripped = {key: value for key, value in metadata.items() if key != "codeexec"}
+    if rest:
+        stripped["codeexec"] = rest
+    return stripped
+
+
+def with_hover(metadata: dict[str, Any], hover: dict[str, Any]) -> dict[str, Any]:
+    codeexec = metadata.get("codeexec")
+    merged = dict(codeexec) if isinstance(codeexec, dict) else {}
+    merged[HOVER_KEY] = hover
+    return {**metadata, "codeexec": merged}
 
 
 def png_size(png: bytes) -> tuple[int, int] | None:
@@ -607,7 +729,12 @@ def bounded_outputs(raw: Any) -> list[dict[str, Any]]:
             continue
         metadata = item.get("metadata")
         metadata = metadata if isinstance(metadata, dict) else {}
+        # A figure's hover version is bounded on its own (and counted by `add`).
+        hover = hover_of(metadata)
+        metadata = without_hover(metadata)
         if _size(metadata) > 10_000:
             metadata = {}
+        if hover is not None:
+            metadata = with_hover(metadata, hover)
         collector.add(str(output_type), clean, metadata)
     return collector.take()

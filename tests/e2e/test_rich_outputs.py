@@ -174,3 +174,41 @@ async def test_a_class_with_repr_html_gives_an_execute_result_with_html(
     assert output["data"]["text/plain"] == "Table()"
     answer = await show_output(editor, uri)
     assert "<table><tr><td>42</td></tr></table>" in page_text(answer["uri"])
+
+
+# 10,000 coloured points and a colour bar: ~230,000 characters as a PNG, past what a hover holds.
+DENSE_SCATTER = (
+    "import random\n"
+    "import matplotlib.pyplot as plt\n"
+    "points = random.Random(0)\n"
+    "xs = [points.gauss(0, 1) for _ in range(10_000)]\n"
+    "ys = [points.gauss(0, 1) for _ in range(10_000)]\n"
+    "plt.scatter(xs, ys, s=2, c=[points.random() for _ in range(10_000)])\n"
+    "plt.colorbar()\n"
+)
+
+
+@needs_matplotlib
+async def test_a_dense_scatter_is_its_hover_version_in_vscode_hover_and_whole_on_the_page(
+    editor: LanguageClient, tmp_path: Path
+) -> None:
+    uri = open_document(editor, tmp_path / "scatter.py", DENSE_SCATTER)
+    result = await run(editor, uri)
+    assert result["status"] == "ok", result
+    (output,) = result["outputs"]
+    full = output["data"]["image/png"]
+    assert len(full) > 100_000  # VS Code drops hover Markdown past 100,000 characters
+    small = output["metadata"]["codeexec"]["hover"]
+    assert base64.b64decode(small["image/png"]).startswith(b"\x89PNG")
+    text = await hover_text(editor, uri, 6)
+    if spec(editor) == "visual-studio-code":
+        assert "data:image/png;base64," in text
+        assert f"![figure 1](data:image/png;base64,{small['image/png']}|width=480,height=360)" in (
+            text
+        )
+        assert full not in text and len(text) < 100_000
+    else:
+        assert "data:image" not in text
+        assert r"figure 1\: 640×480 PNG — Show output to view" in text
+    answer = await show_output(editor, uri, rng(6, 0, 6, 0))
+    assert f'src="data:image/png;base64,{full}"' in page_text(answer["uri"])

@@ -385,3 +385,138 @@ def test_a_pil_image_gives_a_png() -> None:
     (output,) = run["outputs"]
     assert output["output_type"] == "execute_result"
     assert display.png_size(png_of(output)) == (3, 2)
+
+
+# --- a figure's hover version -------------------------------------------------------------
+
+# A real dense plot: 10,000 coloured points and a colour bar (~230,000 characters as a PNG).
+DENSE_SCATTER = """
+import random
+import matplotlib.pyplot as plt
+points = random.Random(0)
+xs = [points.gauss(0, 1) for _ in range(10_000)]
+ys = [points.gauss(0, 1) for _ in range(10_000)]
+plt.scatter(xs, ys, s=2, c=[points.random() for _ in range(10_000)])
+plt.colorbar()
+"""
+
+
+def scatter_figure() -> Any:
+    """The figure of DENSE_SCATTER, built without pyplot."""
+    import random
+
+    from matplotlib.figure import Figure
+
+    points = random.Random(0)
+    xs = [points.gauss(0, 1) for _ in range(10_000)]
+    ys = [points.gauss(0, 1) for _ in range(10_000)]
+    figure = Figure()
+    axes = figure.subplots()
+    figure.colorbar(axes.scatter(xs, ys, s=2, c=[points.random() for _ in range(10_000)]))
+    return figure
+
+
+def full_png(figure: Any) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=figure.dpi)
+    return buffer.getvalue()
+
+
+@needs_matplotlib
+def test_a_dense_figure_gets_a_hover_version_within_the_budget_its_full_png_unchanged() -> None:
+    figure = scatter_figure()
+    data, metadata = display.figure_bundle(figure)
+    assert len(data["image/png"]) > display.HOVER_IMAGE_MAX_CHARS
+    assert base64.b64decode(data["image/png"]) == full_png(figure)
+    assert metadata["image/png"] == {"width": 640, "height": 480}
+    hover = metadata["codeexec"]["hover"]
+    assert set(hover) == {"image/png", "width", "height"}
+    assert len(hover["image/png"]) <= display.HOVER_IMAGE_MAX_CHARS
+    small = base64.b64decode(hover["image/png"])
+    assert display.png_size(small) == (hover["width"], hover["height"]) == (480, 360)
+
+
+@needs_matplotlib
+def test_a_simple_plot_gets_no_hover_version() -> None:
+    from matplotlib.figure import Figure
+
+    figure = Figure()
+    figure.subplots().plot([1, 2, 3])
+    data, metadata = display.figure_bundle(figure)
+    assert len(data["image/png"]) <= display.HOVER_IMAGE_MAX_CHARS
+    assert metadata == {"image/png": {"width": 640, "height": 480}}
+    assert base64.b64decode(data["image/png"]) == full_png(figure)
+
+
+@needs_matplotlib
+def test_a_figure_too_dense_for_even_the_smallest_hover_version_gets_none() -> None:
+    import numpy  # Matplotlib's own dependency
+    from matplotlib.figure import Figure
+
+    # Noise in a tall figure: 240 px wide is still 240×2,400 pixels that do not compress.
+    figure = Figure(figsize=(2, 20), dpi=120)
+    axes = figure.add_axes((0, 0, 1, 1))
+    axes.imshow(numpy.random.default_rng(1).random((2000, 200, 3)))
+    data, metadata = display.figure_bundle(figure)
+    assert len(data["image/png"]) > display.HOVER_IMAGE_MAX_CHARS
+    assert metadata == {"image/png": {"width": 240, "height": 2400}}
+
+
+@needs_matplotlib
+def test_without_pillow_the_hover_version_is_drawn_again_at_a_lower_dpi() -> None:
+    figure = scatter_figure()
+    (small,) = display._redrawn_pngs(figure, figure.dpi, 640, [320])
+    assert display.png_size(small) == (320, 240)
+
+
+@needs_matplotlib
+def test_a_dense_figure_in_a_real_run_carries_its_hover_version() -> None:
+    (run,) = run_child(DENSE_SCATTER)
+    (output,) = run["outputs"]
+    assert display.png_size(png_of(output)) == (640, 480)
+    hover = output["metadata"]["codeexec"]["hover"]
+    assert display.png_size(base64.b64decode(hover["image/png"])) == (480, 360)
+    assert bounded_outputs(run["outputs"]) == run["outputs"]
+
+
+def hover_metadata(chars: int, **extra: Any) -> dict[str, Any]:
+    hover = {"image/png": "A" * chars, "width": 480, "height": 360}
+    return {"image/png": {"width": 640, "height": 480}, "codeexec": {"hover": hover, **extra}}
+
+
+def test_a_hover_version_counts_towards_the_limits_and_is_dropped_before_the_image() -> None:
+    collector = OutputCollector(max_output_bytes=1500, max_run_bytes=3000)
+    collector.add("display_data", {"image/png": "B" * 1000}, hover_metadata(400))
+    collector.add("display_data", {"image/png": "B" * 1000}, hover_metadata(600))  # > 1500
+    collector.add("display_data", {"image/png": "B" * 500}, hover_metadata(200))  # > 3000
+    first, second, third = collector.take()
+    assert first["metadata"] == hover_metadata(400)
+    assert second["data"] == {"image/png": "B" * 1000}
+    assert second["metadata"] == {"image/png": {"width": 640, "height": 480}}
+    assert third["data"] == {"image/png": "B" * 500} and "codeexec" not in third["metadata"]
+    # 1,400 + 1,100 characters, hover versions counted: 600 more pass the run's 3,000.
+    collector = OutputCollector(max_output_bytes=1500, max_run_bytes=3000)
+    collector.add("display_data", {"image/png": "B" * 1000}, hover_metadata(400))
+    collector.add("display_data", {"image/png": "B" * 1000}, hover_metadata(100, type="x"))
+    collector.add("display_data", {"text/plain": "C" * 600})
+    *_, last = collector.take()
+    assert "run's outputs would pass" in last["data"]["text/plain"]
+
+
+def test_bounded_outputs_keeps_a_well_formed_hover_version_only() -> None:
+    image = {"image/png": "B" * 1000}
+    good = {"output_type": "display_data", "data": image, "metadata": hover_metadata(20_000)}
+    kept, *_ = bounded_outputs([good])
+    assert kept == good  # past the 10,000 characters other metadata may take, and kept
+    too_big = {**good, "metadata": hover_metadata(display.HOVER_IMAGE_MAX_CHARS + 1)}
+    odd = hover_metadata(100)
+    odd["codeexec"]["hover"]["width"] = "480"
+    junk = {"image/png": {"width": 640, "height": 480}, "codeexec": {"hover": "x", "type": "F"}}
+    outputs = bounded_outputs([too_big, {**good, "metadata": odd}, {**good, "metadata": junk}])
+    assert [o["metadata"] for o in outputs] == [
+        {"image/png": {"width": 640, "height": 480}},
+        {"image/png": {"width": 640, "height": 480}},
+        {"image/png": {"width": 640, "height": 480}, "codeexec": {"type": "F"}},
+    ]

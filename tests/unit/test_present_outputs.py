@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
+from codeexec_lsp.execution.display import HOVER_IMAGE_MAX_CHARS, bounded_outputs, figure_bundle
 from codeexec_lsp.present_outputs import (
+    HOVER_IMAGE_BUDGET,
     HOVER_IMAGE_MAX_WIDTH,
     PAGE_CSP,
     hint_text,
@@ -219,3 +221,77 @@ def test_a_page_of_a_run_still_going_says_so() -> None:
     page = output_page(RunResult(status="ok", stdout="epoch 1\n"), "t", running=True)
     assert "still running (output so far)" in page
     assert "No output." in output_page(RunResult(status="ok"), "t")
+
+
+# --- a dense figure: its hover version ----------------------------------------------------
+
+
+def dense_figure_output() -> dict[str, Any]:
+    """A real 10,000-point scatter with a colour bar, captured as a run captures it."""
+    matplotlib_figure = pytest.importorskip("matplotlib.figure")
+    import random
+
+    points = random.Random(0)
+    xs = [points.gauss(0, 1) for _ in range(10_000)]
+    ys = [points.gauss(0, 1) for _ in range(10_000)]
+    figure = matplotlib_figure.Figure()
+    axes = figure.subplots()
+    figure.colorbar(axes.scatter(xs, ys, s=2, c=[points.random() for _ in range(10_000)]))
+    data, metadata = figure_bundle(figure)
+    (output,) = bounded_outputs(
+        [{"output_type": "display_data", "data": data, "metadata": metadata}]
+    )
+    return output
+
+
+def test_a_dense_figure_is_its_hover_version_in_vscode_and_sublime_and_a_line_in_neovim() -> None:
+    output = dense_figure_output()
+    full = output["data"]["image/png"]
+    small = output["metadata"]["codeexec"]["hover"]["image/png"]
+    assert len(full) > HOVER_IMAGE_BUDGET  # today's hover could not show it
+    vscode = hover_outputs_markdown([output], "vscode")
+    assert vscode == f"![figure 1](data:image/png;base64,{small}|width=480,height=360)"
+    assert len(vscode) <= HOVER_IMAGE_BUDGET
+    assert (
+        hover_outputs_markdown([output], "plain") == f"![figure 1](data:image/png;base64,{small})"
+    )
+    neovim = hover_outputs_markdown([output], "none")
+    assert neovim == r"figure 1\: 640×480 PNG — Show output to view"
+    # Show output keeps the full image.
+    images = [
+        attrs["src"]
+        for tag, attrs in parse(output_page(RunResult(status="ok", outputs=(output,)), "t")).tags
+        if tag == "img"
+    ]
+    assert images == [f"data:image/png;base64,{full}"]
+
+
+def test_the_full_image_wins_when_it_fits_and_the_hover_version_shares_the_budget() -> None:
+    small = figure(320, 240)
+    big = figure()
+    big["data"]["image/png"] += "A" * HOVER_IMAGE_BUDGET  # over the budget on its own
+    big["metadata"]["codeexec"] = {
+        "hover": {"image/png": small["data"]["image/png"], "width": 320, "height": 240}
+    }
+    with_room = figure()
+    with_room["metadata"]["codeexec"] = big["metadata"]["codeexec"]
+    first, second = hover_outputs_markdown([with_room, big], "vscode").split("\n\n")
+    assert first.startswith(f"![figure 1](data:image/png;base64,{with_room['data']['image/png']}|")
+    assert second.endswith(f"base64,{small['data']['image/png']}|width=320,height=240)")
+    # No room left for even the hover version: its text line.
+    tight = hover_outputs_markdown([with_room, big], "vscode", image_budget=len(first) + 10)
+    assert tight.split("\n\n")[1] == r"figure 2\: 640×480 PNG — Show output to view"
+
+
+def test_the_largest_hover_version_display_makes_fits_the_budget_even_as_figure_200() -> None:
+    too_big = figure()
+    too_big["data"]["image/png"] += "A" * HOVER_IMAGE_BUDGET
+    largest = figure()
+    largest["data"]["image/png"] = too_big["data"]["image/png"]
+    largest["metadata"]["codeexec"] = {
+        "hover": {"image/png": "A" * HOVER_IMAGE_MAX_CHARS, "width": 480, "height": 360}
+    }
+    markdown = hover_outputs_markdown([too_big] * 199 + [largest], "vscode")
+    last = markdown.split("\n\n")[-1]
+    assert last.startswith("![figure 200](data:image/png;base64,AAAA")
+    assert last.endswith("|width=480,height=360)")
