@@ -23,6 +23,7 @@ from codeexec_lsp.api.cli import add_api_arguments, api_command
 from codeexec_lsp.config import EXECUTORS, Settings, merge, parse_settings
 from codeexec_lsp.execution.environment import looks_secret
 from codeexec_lsp.interpreters import find_interpreter
+from codeexec_lsp.lines import split_lines
 from codeexec_lsp.logs import configure_logging
 from codeexec_lsp.results import EXIT_CODES, RunResult
 
@@ -229,7 +230,7 @@ def run_command(args: argparse.Namespace) -> int:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read {file}: {exc}") from exc
-    first, last = _parse_lines(args.lines, max(1, len(text.splitlines())))
+    first, last = _parse_lines(args.lines, max(1, len(split_lines(text))))
     path = str(file.resolve())
     try:
         code = (
@@ -419,7 +420,7 @@ def _read_lines(args: argparse.Namespace) -> tuple[str, str, int, int]:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read {file}: {exc}") from exc
-    first, last = _parse_lines(args.lines, max(1, len(text.splitlines())))
+    first, last = _parse_lines(args.lines, max(1, len(split_lines(text))))
     return text, str(file.resolve()), first - 1, last - 1
 
 
@@ -514,7 +515,7 @@ def demo_command(args: argparse.Namespace) -> int:
         raise UsageError(f"{file} not found: name a Python file, or omit it for the demo file")
     lines = None
     if args.lines:
-        lines = _parse_lines(args.lines, len(file.read_text(encoding="utf-8").splitlines()))
+        lines = _parse_lines(args.lines, len(split_lines(file.read_text(encoding="utf-8"))))
     return run_demo(file, lines)
 
 

@@ -1,8 +1,10 @@
-"""The editor's open documents, with their lines split once per version.
+"""The editor's open documents, with their lines split once per version, as LSP splits them.
 
-pygls' `TextDocument.lines` splits the whole text on every access. The server reads it for
-each code action, run, diagnostic and inlay hint, and a 10,000-line file costs about a
-millisecond per split: reading the same version again must cost nothing.
+pygls' `TextDocument.lines` splits the whole text on every access, with `str.splitlines`,
+which also ends a line at a form feed or U+2028 (lines.py), where the editor does not. The
+server reads the lines for each code action, run, diagnostic and inlay hint, and a
+10,000-line file costs about a millisecond per split: reading the same version again must
+cost nothing.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from pygls.workspace import TextDocument, Workspace
+
+from codeexec_lsp.lines import split_lines
 
 
 class CachedLinesDocument(TextDocument):
@@ -24,7 +28,7 @@ class CachedLinesDocument(TextDocument):
     def lines(self) -> Sequence[str]:
         source = self.source
         if self._lines_for is not source:
-            self._lines = tuple(source.splitlines(True))
+            self._lines = tuple(split_lines(source, keepends=True))
             self._lines_for = source
         return self._lines
 

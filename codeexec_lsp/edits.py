@@ -8,13 +8,13 @@ and its LSP range ("(i, 0) to (j, 0)") describe exactly the same characters.
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lsprotocol import types as lsp
 
-_LINE_BREAK = re.compile(r"(\r\n|\r|\n)")
+from codeexec_lsp.lines import LINE_BREAK as _LINE_BREAK
+from codeexec_lsp.lines import split_lines
 
 
 class EditOutsideTarget(ValueError):
@@ -32,22 +32,6 @@ class LineEdit:
     start_line: int
     end_line: int
     new_text: str
-
-
-def split_lines(text: str, *, keepends: bool = False) -> list[str]:
-    """Split like LSP: unlike ``str.splitlines`` a form feed or U+2028 does not end a line
-    (that would shift every following line number). No empty line is returned after a final
-    line break, so ``"a\\nb\\n"`` and ``"a\\nb"`` both have two lines."""
-    if not text:
-        return []
-    parts = _LINE_BREAK.split(text)
-    lines = [
-        parts[index] + (parts[index + 1] if keepends else "")
-        for index in range(0, len(parts) - 1, 2)
-    ]
-    if parts[-1]:
-        lines.append(parts[-1])
-    return lines
 
 
 def _ending(line: str) -> str:

@@ -14,6 +14,8 @@ import stat
 from dataclasses import dataclass
 from typing import Literal
 
+from codeexec_lsp.lines import split_lines
+
 SnippetKind = Literal["selection", "cell", "statement", "file", "lines"]
 
 CELL_MARKER = re.compile(r"^\s*#\s*(%%|In\[\s*\d*\s*\]:)")
@@ -86,7 +88,7 @@ def document_lines(document: str) -> list[str]:
     """The document's lines without their endings; shared between callers: do not change."""
     parsed = _parsed(document)
     if parsed.lines is None:
-        parsed.lines = document.splitlines()
+        parsed.lines = split_lines(document)
     return parsed.lines
 
 

@@ -69,6 +69,10 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         "codeexec_lsp/positions.py",
         ["tests/unit/test_present.py", "tests/unit/test_snippet.py"],
     ),
+    "lines": (
+        "codeexec_lsp/lines.py",
+        ["tests/unit/test_lines.py", "tests/unit/test_edit_boundaries.py"],
+    ),
     # secrets
     "environment": (
         "codeexec_lsp/execution/environment.py",

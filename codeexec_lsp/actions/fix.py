@@ -20,6 +20,7 @@ from codeexec_lsp.actions.untrusted import refusal
 from codeexec_lsp.code_context import CodeContext, CodeUnit, DiagnosticInfo, build_context
 from codeexec_lsp.edits import EditOutsideTarget, LineEdit, edits_for_replacement
 from codeexec_lsp.execution.runner import NO_INPUT_MESSAGE
+from codeexec_lsp.lines import split_lines
 from codeexec_lsp.llm.answers import extract
 from codeexec_lsp.llm.base import ChatModel, LlmBadAnswer, LlmContextTooLong
 from codeexec_lsp.llm.prompts import FailedAttempt, fix_messages
@@ -85,7 +86,7 @@ def _dropped_failing_line(request: FixRequest, target: CodeUnit, candidate: str)
     error = request.last_run.error if request.last_run else None
     if error is None:
         return None
-    lines = request.document.splitlines()
+    lines = split_lines(request.document)
     kept = {line.strip() for line in candidate.splitlines()}
     for frame in error.frames:
         index = frame.line - 1

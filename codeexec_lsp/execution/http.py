@@ -33,6 +33,7 @@ from codeexec_lsp.execution.runner import (
     clip,
     clip_frames,
 )
+from codeexec_lsp.lines import split_lines
 from codeexec_lsp.results import ErrorInfo, Frame, RunResult, Status
 from codeexec_lsp.snippet import Snippet
 
@@ -76,7 +77,7 @@ class Placement:
     @classmethod
     def of(cls, snippet: Snippet) -> Placement:
         return cls(
-            snippet.path, snippet.first_line, snippet.column, tuple(snippet.code.splitlines())
+            snippet.path, snippet.first_line, snippet.column, tuple(split_lines(snippet.code))
         )
 
     def code_line(self, number: int) -> str | None:
@@ -89,7 +90,7 @@ def snippet_files(text: str, place: Placement) -> set[str]:
     A pseudo-file name (`<string>`) counts when its line number fits the code; a real path
     counts when the source line shown under it is the code's line of that number.
     """
-    lines = text.splitlines()
+    lines = split_lines(text)
     files: set[str] = set()
     for index, line in enumerate(lines):
         match = _FILE_LINE.match(line)
@@ -156,7 +157,7 @@ def _exception_line(block: list[str], after: int | None) -> re.Match[str] | None
 def parse_traceback(text: str, files: set[str], place: Placement) -> ErrorInfo | None:
     """The exception a Python traceback (or a bare `Type: message` line) describes, located
     in the file when a frame of the submitted code is found."""
-    lines = text.splitlines()
+    lines = split_lines(text)
     starts = [i for i, line in enumerate(lines) if line.strip() == _TRACEBACK_HEADER]
     block = lines[starts[-1] :] if starts else lines  # the last of a chain is what was raised
     frames: list[Frame] = []
@@ -217,7 +218,7 @@ def _bounded(error: ErrorInfo | None) -> ErrorInfo | None:
 
 def split_stderr(text: str) -> tuple[str, str]:
     """(what the program printed, the traceback) from an `error` text that holds both."""
-    lines = text.splitlines(keepends=True)
+    lines = split_lines(text, keepends=True)
     for index, line in enumerate(lines):
         if line.strip() == _TRACEBACK_HEADER:
             return "".join(lines[:index]), "".join(lines[index:])

@@ -70,6 +70,30 @@ class Compiled:
         self.future_flags = future_flags
 
 
+# str.splitlines also ends a line at these; Python's compiler and LSP do not (codeexec_lsp/
+# lines.py is the server's side of the same rule; this file runs alone in the child).
+_NOT_LINE_BREAKS = ("\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")
+
+
+def _split_lines(text: str, keepends: bool = False) -> list[str]:
+    """The lines the compiler numbers: only \\r\\n, \\r and \\n end one (a form feed,
+    PEP 8's page break, does not)."""
+    if not any(odd in text for odd in _NOT_LINE_BREAKS):
+        return text.splitlines(keepends)
+    lines: list[str] = []
+    pending = ""
+    for piece in text.splitlines(True):
+        pending += piece
+        if piece.endswith(("\n", "\r")):
+            lines.append(pending)
+            pending = ""
+    if pending:
+        lines.append(pending)
+    if keepends:
+        return lines
+    return [line.rstrip("\r\n") if line.endswith(("\n", "\r")) else line for line in lines]
+
+
 _registered: dict[str, str] = {}  # filename -> the text last put in linecache for it
 
 
@@ -83,7 +107,7 @@ def register_document(filename: str, document: str) -> None:
     if _registered.get(filename) is document and entry is not None and entry[1:2] == (None,):
         return
     _registered[filename] = document
-    lines = document.splitlines(keepends=True)
+    lines = _split_lines(document, keepends=True)
     if lines and not lines[-1].endswith("\n"):
         lines[-1] += "\n"
     # mtime None marks the entry as not backed by a file, so checkcache() keeps it.
@@ -133,13 +157,13 @@ def compile_snippet(
     """
     # Split the document only when needed (a selection starting mid-line, an error): in a
     # big document the split costs more than compiling a small snippet.
-    doc_lines = document.splitlines() if column else []
+    doc_lines = _split_lines(document) if column else []
     prefix = doc_lines[first_line - 1][:column] if 0 < first_line <= len(doc_lines) else ""
     column_bytes = len(prefix.encode("utf-8")) if prefix else column
     try:
         tree = compile(code, filename, "exec", ast.PyCF_ONLY_AST | future_flags, dont_inherit=True)
     except SyntaxError as exc:
-        _move_syntax_error(exc, first_line, column, doc_lines or document.splitlines())
+        _move_syntax_error(exc, first_line, column, doc_lines or _split_lines(document))
         raise
     _shift_positions(tree, first_line - 1, column_bytes)
     last_expr = None
@@ -165,7 +189,7 @@ def compile_snippet(
     except SyntaxError as exc:
         # The trailing expression left the tree for its own compile: look at both.
         statements = [*tree.body, last_statement] if last_expr is not None else tree.body
-        doc_lines = doc_lines or document.splitlines()
+        doc_lines = doc_lines or _split_lines(document)
         if exc.text is None and exc.lineno and 0 < exc.lineno <= len(doc_lines):
             # Compiling a tree gives no source line: the traceback shows the document's.
             exc.text = doc_lines[exc.lineno - 1] + "\n"
