@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from codeexec_lsp.edits import split_lines
+from codeexec_lsp.lines import split_lines
 from codeexec_lsp.results import RunResult
 
 UnitKind = Literal["function", "class", "statement", "selection", "lines"]

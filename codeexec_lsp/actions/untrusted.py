@@ -37,7 +37,7 @@ import textwrap
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from codeexec_lsp.edits import split_lines
+from codeexec_lsp.lines import split_lines
 
 PROCESS = "runs a command"
 NETWORK = "uses the network"

@@ -41,7 +41,7 @@ import tokenize
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from codeexec_lsp.edits import split_lines
+from codeexec_lsp.lines import split_lines
 from codeexec_lsp.llm.base import LlmBadAnswer
 
 MAX_ANSWER_CHARS = 200_000

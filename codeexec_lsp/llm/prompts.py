@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from codeexec_lsp.code_context import CodeContext
-from codeexec_lsp.edits import split_lines
+from codeexec_lsp.lines import split_lines
 from codeexec_lsp.llm.base import ChatMessage
 from codeexec_lsp.results import RunResult
 
