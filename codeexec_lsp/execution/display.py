@@ -259,10 +259,15 @@ class OutputCollector:
         self.outputs: list[dict[str, Any]] = []
         self.total_bytes = 0
         self.dropped = 0
+        # display_id -> indexes into outputs: update_display rewrites those in place.
+        self.display_ids: dict[str, list[int]] = {}
+        self.clear_pending = False  # clear_output(wait=True): clear at the next output
 
     def add(
         self, output_type: str, data: dict[str, Any], metadata: dict[str, Any] | None = None
     ) -> None:
+        if self.clear_pending:
+            self.clear()
         if len(self.outputs) >= self.max_outputs:
             self.dropped += 1
             return
@@ -305,10 +310,75 @@ class OutputCollector:
         exclude: list[str] | None = None,
         metadata: dict[str, Any] | None = None,
         raw: bool = False,
+        display_id: Any = None,
         **ignored: Any,
+    ) -> DisplayHandle | None:
+        """IPython's `display` signature. With a `display_id` (True makes one up) the
+        outputs can be replaced later in the same run (`update_display`, the handle's
+        `update`), and the handle is returned as IPython returns it; `transient` and the
+        like are ignored."""
+        if display_id is True:
+            display_id = os.urandom(8).hex()
+        first = len(self.outputs)
+        self._display_each(objs, include, exclude, metadata, raw)
+        if display_id is None:
+            return None
+        if self.outputs[first:]:
+            self.display_ids.setdefault(str(display_id), []).extend(range(first, len(self.outputs)))
+        return DisplayHandle(str(display_id))
+
+    def update(self, obj: Any, display_id: str, **options: Any) -> None:
+        """Replace the outputs shown under `display_id` in this run with `obj`'s. An id
+        from an earlier run (whose outputs were already sent) or none at all gets a new
+        output, so the latest state is what the run shows."""
+        if self.clear_pending:
+            self.clear()
+        indexes = self.display_ids.get(str(display_id))
+        first = len(self.outputs)
+        self._display_each(
+            (obj,),
+            options.get("include"),
+            options.get("exclude"),
+            options.get("metadata"),
+            bool(options.get("raw", False)),
+        )
+        added = self.outputs[first:]
+        if not indexes or not added:
+            if added:
+                self.display_ids.setdefault(str(display_id), []).extend(
+                    range(first, len(self.outputs))
+                )
+            return
+        del self.outputs[first:]
+        for index in indexes:
+            old = self.outputs[index]
+            self.total_bytes -= bundle_size(old["data"]) + _hover_chars(old["metadata"])
+            self.outputs[index] = dict(added[0], output_type=old["output_type"])
+        # The new bundle was counted once by add(); each further place counts it again.
+        self.total_bytes += (len(indexes) - 1) * (
+            bundle_size(added[0]["data"]) + _hover_chars(added[0]["metadata"])
+        )
+
+    def clear(self, wait: bool = False) -> None:
+        """Jupyter's clear_output for this run's rich outputs (what it printed stays: it has
+        already gone to the editor). `wait`: clear when the next output arrives."""
+        if wait:
+            self.clear_pending = True
+            return
+        self.outputs = []
+        self.total_bytes = 0
+        self.dropped = 0
+        self.display_ids = {}
+        self.clear_pending = False
+
+    def _display_each(
+        self,
+        objs: tuple[Any, ...],
+        include: list[str] | None,
+        exclude: list[str] | None,
+        metadata: dict[str, Any] | None,
+        raw: bool,
     ) -> None:
-        """IPython's `display` signature; display_id, transient and the like are ignored
-        (a run's outputs are final)."""
         for obj in objs:
             if raw:
                 if isinstance(obj, dict):
@@ -371,6 +441,8 @@ class OutputCollector:
         self.outputs = []
         self.total_bytes = 0
         self.dropped = 0
+        self.display_ids = {}
+        self.clear_pending = False
         return outputs
 
 
@@ -482,6 +554,12 @@ def _redrawn_pngs(figure: Any, dpi: float, width: int, widths: list[int]) -> Ite
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=dpi * smaller / width)
         yield buffer.getvalue()
+
+
+def _hover_chars(metadata: dict[str, Any]) -> int:
+    """The characters a kept hover version adds to an output (counted like its data)."""
+    hover = hover_of(metadata)
+    return len(hover["image/png"]) if hover is not None else 0
 
 
 def hover_of(metadata: dict[str, Any]) -> dict[str, Any] | None:
@@ -599,8 +677,15 @@ def _hook_pyplot(pyplot: Any) -> None:
 
 
 def _hook_ipython_display(module: Any) -> None:
-    if hasattr(module, "display"):
-        module.display = display
+    # IPython's own DisplayHandle looks these up in its module at call time, so its
+    # handles reach the run too.
+    for name, ours in (
+        ("display", display),
+        ("update_display", update_display),
+        ("clear_output", clear_output),
+    ):
+        if hasattr(module, name):
+            setattr(module, name, ours)
 
 
 POST_IMPORT_HOOKS: dict[str, Callable[[Any], None]] = {
@@ -666,9 +751,35 @@ class PostImportFinder:
 current = OutputCollector()
 
 
-def display(*objs: Any, **kwargs: Any) -> None:
+def display(*objs: Any, **kwargs: Any) -> DisplayHandle | None:
     """Show objects as Jupyter does: each becomes a display_data output of this run."""
-    current.display(*objs, **kwargs)
+    return current.display(*objs, **kwargs)
+
+
+def update_display(obj: Any, *, display_id: Any, **kwargs: Any) -> None:
+    """IPython's update_display: replace what was shown under `display_id` in this run."""
+    current.update(obj, str(display_id), **kwargs)
+
+
+def clear_output(wait: bool = False) -> None:
+    """IPython's clear_output, for the run's rich outputs (printed text stays)."""
+    current.clear(wait)
+
+
+class DisplayHandle:
+    """What `display(..., display_id=...)` returns, as IPython's DisplayHandle."""
+
+    def __init__(self, display_id: str) -> None:
+        self.display_id = display_id
+
+    def __repr__(self) -> str:
+        return "<DisplayHandle display_id=" + self.display_id + ">"
+
+    def display(self, obj: Any, **kwargs: Any) -> None:
+        current.display(obj, display_id=self.display_id, **kwargs)
+
+    def update(self, obj: Any, **kwargs: Any) -> None:
+        current.update(obj, self.display_id, **kwargs)
 
 
 def install() -> None:

@@ -369,6 +369,71 @@ def test_ipython_display_is_redirected_to_the_run() -> None:
     assert run["outputs"][1]["data"]["text/html"] == "<i>last</i>"
 
 
+def texts(run: dict[str, Any]) -> list[str]:
+    return [output["data"]["text/plain"] for output in run["outputs"]]
+
+
+def test_a_display_handle_updates_its_output_in_place() -> None:
+    (run,) = run_child(
+        """
+        handle = display("step 0", display_id=True)
+        display("between")
+        for step in range(1, 4):
+            handle.update(f"step {step}")
+        handle
+        """
+    )
+    assert texts(run)[:2] == ["'step 3'", "'between'"]
+    assert run["value"].startswith("<DisplayHandle display_id=")
+
+
+def test_clear_output_keeps_only_what_follows_it() -> None:
+    pytest.importorskip("IPython")
+    clear = "from IPython.display import clear_output\n"
+    runs = run_child(
+        clear + "display('old')\nclear_output()\ndisplay('new')",
+        clear + "display('kept')\nclear_output(wait=True)",
+        clear + "display('old')\nclear_output(wait=True)\ndisplay('new')",
+    )
+    assert [texts(run) for run in runs] == [["'new'"], ["'kept'"], ["'new'"]]
+
+
+def test_ipython_update_display_and_clear_output_reach_the_run() -> None:
+    pytest.importorskip("IPython")
+    (run,) = run_child(
+        """
+        from IPython.display import HTML, clear_output, display, update_display
+        display(HTML("<p>gone</p>"))
+        clear_output()
+        display(HTML("<p>1 of 3</p>"), display_id="progress")
+        for done in (2, 3):
+            update_display(HTML(f"<p>{done} of 3</p>"), display_id="progress")
+        """
+    )
+    assert [o["data"]["text/html"] for o in run["outputs"]] == ["<p>3 of 3</p>"]
+
+
+def test_an_update_for_an_id_this_run_never_showed_is_a_new_output() -> None:
+    runs = run_child(
+        "handle = display('first', display_id='kept')",
+        "handle.update('second')",
+    )
+    assert [texts(run) for run in runs] == [["'first'"], ["'second'"]]
+
+
+def test_updates_keep_the_byte_count_of_what_is_shown() -> None:
+    from codeexec_lsp.execution.display import OutputCollector
+
+    collector = OutputCollector(max_output_bytes=1000, max_run_bytes=2000, max_outputs=10)
+    handle = collector.display("x" * 900, display_id="big")
+    assert handle is not None
+    for _ in range(5):  # each update replaces: the run never reaches its limit
+        collector.update("y" * 900, "big")
+    collector.display("z" * 900)
+    assert [o["data"]["text/plain"][:2] for o in collector.outputs] == ["'y", "'z"]
+    assert collector.total_bytes == sum(len(o["data"]["text/plain"]) for o in collector.outputs)
+
+
 def test_a_pandas_dataframe_gives_html() -> None:
     pytest.importorskip("pandas")
     (run,) = run_child("import pandas as pd\npd.DataFrame({'a': [1, 2], 'b': [3, 4]})")
