@@ -1,4 +1,13 @@
-"""The language server: handlers translate between LSP messages and plain values."""
+"""The language server: handlers translate between LSP messages and plain values.
+
+Each handler turns LSP params into plain values, calls a use case in `actions/` and turns
+its plain result into LSP messages: what a run keeps and tells (actions/run.after_run),
+which code actions are offered (actions/code_actions), which hover answer wins
+(actions/hover), the variables document (actions/variables), Explain, Fix and Show output
+are all decided there, testable in process without an editor. What stays here is the LSP
+side: documents and positions, progress, cancellation, showDocument, applyEdit, messages,
+and the repairs to pygls in CodeexecProtocol.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +18,7 @@ import functools
 import inspect
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Generator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
@@ -26,16 +34,40 @@ from pygls.uris import to_fs_path
 from pygls.workspace import TextDocument
 
 from codeexec_lsp import __version__, documents, early_session, present, present_outputs, snippet
+from codeexec_lsp.actions import code_actions
+from codeexec_lsp.actions.code_actions import (  # noqa: F401 (KIND_*: read by tests/editors)
+    APPLY_FIX,
+    EXPLAIN,
+    FIX,
+    KIND_EXPLAIN,
+    KIND_FIX,
+    KIND_RESTART,
+    KIND_RUN,
+    KIND_RUN_FILE,
+    RESTART,
+    RUN,
+    SHOW_OUTPUT,
+)
+from codeexec_lsp.actions.hover import hover as hover_action
 from codeexec_lsp.actions.run import (
+    after_run,
     build_request,
     run_snippet,
+    throwaway_runner,
     usable_settings,
     warm_request,
     workspace_for,
 )
 from codeexec_lsp.actions.show_output import NothingToShow, PageNotWritten, write_output_page
-from codeexec_lsp.actions.variables import Place, complete, list_variables, place_for
-from codeexec_lsp.actions.variables import hover as variable_hover
+from codeexec_lsp.actions.variables import (
+    Place,
+    VariablesAnswer,
+    complete,
+    list_variables,
+    listed_where,
+    session_place,
+    variables_document,
+)
 from codeexec_lsp.cache import TextCache, user_cache_dir
 from codeexec_lsp.config import Settings, SettingsStore, section_of
 from codeexec_lsp.execution.live import LiveOutput
@@ -45,7 +77,7 @@ from codeexec_lsp.logs import watch_secret_names
 from codeexec_lsp.positions import from_client, to_client
 from codeexec_lsp.results import RunResult
 from codeexec_lsp.run_history import ExplanationHistory, ExplanationRecord, RunHistory, RunRecord
-from codeexec_lsp.variables import Completion, variables_markdown
+from codeexec_lsp.variables import Completion
 
 if TYPE_CHECKING:  # explain/fix and the LLM side load on first use, not at start-up
     from codeexec_lsp.actions.fix import FixOutcome
@@ -54,27 +86,20 @@ if TYPE_CHECKING:  # explain/fix and the LLM side load on first use, not at star
 
 log = logging.getLogger(__name__)
 
-RUN = "codeexec.run"
-EXPLAIN = "codeexec.explain"
-FIX = "codeexec.fix"
-APPLY_FIX = "codeexec.applyFix"
-KIND_RUN = "codeexec.run"
-RESTART = "codeexec.restart"
-KIND_RESTART = "codeexec.restart"
-SHOW_OUTPUT = "codeexec.showOutput"
-KIND_SHOW_OUTPUT = "codeexec.showOutput"
 VARIABLES = "codeexec.variables"
-STATEFUL_EXECUTORS = ("session", "jupyter")  # the ones whose variables can be asked about
 # Completion asks the session about `name.` / `name[` / `name["` / `name['`.
 COMPLETION_TRIGGERS = [".", "[", '"', "'"]
-KIND_RUN_FILE = "codeexec.runFile"
-KIND_EXPLAIN = "codeexec.explain"
-KIND_FIX = "quickfix.codeexec.fix"
 REQUEST_FAILED = -32803  # LSP's RequestFailed: a valid request whose work failed
 PARSE_ERROR, INVALID_REQUEST = -32700, -32600  # JSON-RPC: not JSON / not a message
 UINTEGER_MAX = 2**31 - 1  # LSP positions are uintegers; lsprotocol refuses larger ones
 PYTHON_LANGUAGE_IDS = {"python"}
 PYTHON_SUFFIXES = (".py", ".pyw", ".pyi", ".ipy")
+# The actions say how loud a message is in plain words; the client hears MessageType.
+LEVELS = {
+    "error": lsp.MessageType.Error,
+    "warning": lsp.MessageType.Warning,
+    "info": lsp.MessageType.Info,
+}
 
 
 def _is_request(data: Any) -> bool:
@@ -419,6 +444,8 @@ class CodeexecServer(LanguageServer):
         return snippet.for_selection(text, path, start, end)
 
     async def run(self, uri: str, range_: lsp.Range | None) -> RunResult:
+        """Run the code `range_` means: here the LSP side (snippet, progress, cancellation,
+        publishing); actions/run.after_run says what the user is told and what is kept."""
         await settings_pulled()  # one client round trip, and only for a run sent that early
         document = self.document(uri)
         code = self.snippet_for(document, range_)
@@ -426,7 +453,8 @@ class CodeexecServer(LanguageServer):
             code, self.settings, workspace_for(code.path, self.workspace_folders())
         )
         key = (uri, code.first_line, code.last_line)
-        lines_before = document.lines[code.first_line : code.last_line + 1]
+        span = slice(code.first_line, code.last_line + 1)
+        lines_before = document.lines[span]
         label = code.describe()
         live = LiveOutput()
         request = dataclasses.replace(request, live=live)
@@ -441,17 +469,12 @@ class CodeexecServer(LanguageServer):
             self.in_flight.finish(key, cancel)
             if self.live_runs.get(key, (None, None))[1] is live:
                 self.live_runs.pop(key, None)
-        if result.status == "internal":
-            self.tell(lsp.MessageType.Error, result.message)
-        elif result.extra.get("session", {}).get("state_lost") or result.extra.get(
-            "jupyter", {}
-        ).get("state_lost"):
-            self.tell(lsp.MessageType.Warning, result.message)
-        if result.status == "cancelled" or not self.is_open(uri):
-            # Results are kept only for open documents: didClose is what forgets them.
-            return result
-        current = self.workspace.get_text_document(uri).lines
-        if current[code.first_line : code.last_line + 1] == lines_before:
+        still_open = self.is_open(uri)
+        lines_now = self.workspace.get_text_document(uri).lines[span] if still_open else None
+        after = after_run(result, lines_before, lines_now)
+        if after.notice is not None:
+            self.tell(LEVELS[after.notice.level], after.notice.message)
+        if after.record:
             self.history.add(
                 uri, RunRecord(code.first_line, code.last_line, result, label, code.path)
             )
@@ -616,7 +639,7 @@ class CodeexecServer(LanguageServer):
             path,
             self.settings,
             workspace_for(path, self.workspace_folders()),
-            lambda run_request: self.executors.local.run(run_request, cancel),
+            throwaway_runner(self.executors, cancel),
         )
         try:
             check_not_excluded(path, self.settings.llm.exclude)
@@ -636,8 +659,7 @@ class CodeexecServer(LanguageServer):
         report = fix_session.report(outcome, applied, refusal, self.is_open(uri))
         if report.keep_pending:
             self.pending_fixes[uri] = (version, outcome)
-        levels = {"info": lsp.MessageType.Info, "warning": lsp.MessageType.Warning}
-        self.tell(levels[report.level], report.message)
+        self.tell(LEVELS[report.level], report.message)
         return report.answer
 
     async def apply_fix_edit(
@@ -932,14 +954,6 @@ def did_close(ls: CodeexecServer, params: lsp.DidCloseTextDocumentParams) -> Non
         ls.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
 
 
-def _action(title: str, kind: str, command: str, arguments: list[Any]) -> lsp.CodeAction:
-    return lsp.CodeAction(
-        title=title,
-        kind=kind,
-        command=lsp.Command(title=title, command=command, arguments=arguments),
-    )
-
-
 def _diagnostic_json(diagnostic: lsp.Diagnostic) -> dict[str, Any]:
     return {
         "range": _range_json(diagnostic.range),
@@ -949,97 +963,72 @@ def _diagnostic_json(diagnostic: lsp.Diagnostic) -> dict[str, Any]:
     }
 
 
+def _code_action(offer: code_actions.Offer, sent: Sequence[lsp.Diagnostic]) -> lsp.CodeAction:
+    title = offer.title
+    command = lsp.Command(title=title, command=offer.command, arguments=offer.arguments)
+    action = lsp.CodeAction(title=title, kind=offer.kind, command=command)
+    if offer.diagnostic is not None:
+        action.diagnostics = [sent[offer.diagnostic]]
+    return action
+
+
 @server.feature(
-    lsp.TEXT_DOCUMENT_CODE_ACTION,
-    lsp.CodeActionOptions(
-        code_action_kinds=[
-            KIND_RUN,
-            KIND_RUN_FILE,
-            KIND_EXPLAIN,
-            KIND_FIX,
-            KIND_RESTART,
-            KIND_SHOW_OUTPUT,
-        ]
-    ),
+    lsp.TEXT_DOCUMENT_CODE_ACTION, lsp.CodeActionOptions(code_action_kinds=code_actions.KINDS)
 )
 def code_action(ls: CodeexecServer, params: lsp.CodeActionParams) -> list[lsp.CodeAction]:
-    """Listing is instant: nothing runs and no model is called until an action is picked."""
+    """Listing is instant: nothing runs and no model is called until an action is picked
+    (actions/code_actions.py decides which are offered where)."""
     try:
         document = ls.document(params.text_document.uri)
     except JsonRpcInvalidParams:
         return []  # nothing we can read, so nothing we could run
     if not _is_python(document):
         return []
-    uri, range_ = document.uri, params.range
-    target = [uri, _range_json(range_)]
-    if range_.start == range_.end:
-        in_cell = snippet.cell_span(document.source, range_.start.line) is not None
-        unit = "cell" if in_cell else "statement"
-    else:
-        unit = "selection"
-    actions = [
-        _action(f"Run {unit}", KIND_RUN, RUN, target),
-        _action("Run file", KIND_RUN_FILE, RUN, [uri]),
-        _action(f"Explain {unit}", KIND_EXPLAIN, EXPLAIN, target),
-    ]
-    diagnostics = [
-        d for d in params.context.diagnostics if d.severity != lsp.DiagnosticSeverity.Hint
-    ]
-    for diagnostic in diagnostics[:1]:
-        fix_action = _action("Fix with LLM", KIND_FIX, FIX, [*target, _diagnostic_json(diagnostic)])
-        fix_action.diagnostics = [diagnostic]
-        actions.append(fix_action)
-    if not diagnostics and unit == "selection":
-        actions.append(_action("Fix with LLM", KIND_FIX, FIX, target))
-    pending = ls.pending_fixes.get(uri)
-    if pending is not None and pending[0] == document.version and pending[1].target is not None:
-        span = pending[1].target
-        if span.start_line <= range_.end.line and range_.start.line <= span.end_line:
-            actions.append(_action("Apply unverified fix", KIND_FIX, APPLY_FIX, [uri]))
-    running_here = any(
-        live_uri == uri and first <= range_.end.line and range_.start.line <= last
-        for live_uri, first, last in list(ls.live_runs)
+    uri, sent = document.uri, params.context.diagnostics
+    hint = lsp.DiagnosticSeverity.Hint
+    diagnostics = [code_actions.Diagnostic(_diagnostic_json(d), d.severity == hint) for d in sent]
+    offers = code_actions.offers(
+        uri,
+        document.source,
+        _range_json(params.range),
+        diagnostics,
+        version=document.version,
+        pending_fix=ls.pending_fixes.get(uri),
+        going=ls.live_runs,
+        history=ls.history,
+        executor=ls.settings.executor,
+        only=params.context.only,
     )
-    ran_here = ls.history.overlapping(uri, range_.start.line, range_.end.line) is not None
-    if running_here or ran_here:
-        # Also while the run goes: its page shows the output so far and follows the run.
-        actions.append(_action("Show output", KIND_SHOW_OUTPUT, SHOW_OUTPUT, target))
-    if ls.settings.executor == "session":
-        actions.append(_action("Restart session", KIND_RESTART, RESTART, []))
-    only = params.context.only
-    if only:
-        actions = [a for a in actions if any(_kind_matches(a.kind, wanted) for wanted in only)]
-    return actions
-
-
-def _kind_matches(kind: str | None, wanted: str) -> bool:
-    return kind is not None and (kind == wanted or kind.startswith(f"{wanted}."))
+    return [_code_action(offer, sent) for offer in offers]
 
 
 @server.feature(lsp.TEXT_DOCUMENT_HOVER)
 async def hover(ls: CodeexecServer, params: lsp.HoverParams) -> lsp.Hover | None:
-    """On a run line (or an explained one): that run's result (and the explanation), as
-    before; on the lines of a run still going (or queued): nothing until it ends, so an
-    editor waiting for the run's hover never takes "(session busy)" for it. Anywhere else
-    in a Python document: the live value of the name under the cursor in the folder's
-    session; nothing when the session does not hold it."""
-    uri, line = params.text_document.uri, params.position.line
-    parts = []
-    if (record := ls.history.at_line(uri, line)) is not None:
-        parts.append(present.hover_markdown(record))
-        if record.result.outputs:
-            parts[-1] += "\n\n" + present_outputs.hover_outputs_markdown(
-                record.result.outputs, ls.image_style, value=record.result.value
-            )
-    if (explanation := ls.explanations.at_line(uri, line)) is not None:
-        parts.append(present.explanation_markdown(explanation.markdown))
-    if parts:
-        value = "\n\n---\n\n".join(parts)
-        return lsp.Hover(contents=lsp.MarkupContent(kind=lsp.MarkupKind.Markdown, value=value))
-    going = [key for key in list(ls.live_runs) if key[0] == uri and key[1] <= line <= key[2]]
-    if going:
+    """A run's result, an explanation or a live value: actions/hover.py chooses."""
+    uri, position = params.text_document.uri, params.position
+
+    def python_line() -> tuple[str, Place | None] | None:
+        found = _python_line(ls, uri, position.line)
+        return None if found is None else (found[1], _session_place(ls, found[0]))
+
+    shown = await hover_action(
+        uri,
+        position.line,
+        position.character,
+        ls.encoding,
+        history=ls.history,
+        explanations=ls.explanations,
+        going=ls.live_runs,
+        image_style=ls.image_style,
+        python_line=python_line,
+    )
+    if shown is None:
         return None
-    return await _variable_hover(ls, params)
+    contents = lsp.MarkupContent(kind=lsp.MarkupKind.Markdown, value=shown.markdown)
+    if shown.span is None:
+        return lsp.Hover(contents=contents)
+    start, end = (lsp.Position(line=position.line, character=c) for c in shown.span)
+    return lsp.Hover(contents=contents, range=lsp.Range(start=start, end=end))
 
 
 def _python_line(ls: CodeexecServer, uri: str, line: int) -> tuple[TextDocument, str] | None:
@@ -1055,36 +1044,9 @@ def _python_line(ls: CodeexecServer, uri: str, line: int) -> tuple[TextDocument,
 
 
 def _session_place(ls: CodeexecServer, document: TextDocument | None) -> Place | None:
-    """Where the variables a run of `document` would see live (no document: the first
-    workspace folder's); None for executors that keep no state between runs."""
-    if ls.settings.executor not in STATEFUL_EXECUTORS:
-        return None
-    folders = ls.workspace_folders()
-    if document is not None:
-        path = ls.document_path(document)
-    elif folders:
-        path = str(Path(folders[0]) / "__variables__.py")
-    else:
-        path = str(Path.cwd() / "__variables__.py")
-    return place_for(path, ls.settings, folders, ls.executors.for_settings(ls.settings))
-
-
-async def _variable_hover(ls: CodeexecServer, params: lsp.HoverParams) -> lsp.Hover | None:
-    found = _python_line(ls, params.text_document.uri, params.position.line)
-    if found is None:
-        return None
-    document, text = found
-    column = from_client(text, params.position.character, ls.encoding)
-    answer = await variable_hover(_session_place(ls, document), text, column)
-    if answer is None:
-        return None
-    line = params.position.line
-    span = lsp.Range(
-        start=lsp.Position(line=line, character=to_client(text, answer.start, ls.encoding)),
-        end=lsp.Position(line=line, character=to_client(text, answer.end, ls.encoding)),
-    )
-    contents = lsp.MarkupContent(kind=lsp.MarkupKind.Markdown, value=answer.markdown)
-    return lsp.Hover(contents=contents, range=span)
+    """Where the variables a run of `document` would see live (actions/variables.py)."""
+    path = ls.document_path(document) if document is not None else None
+    return session_place(path, ls.settings, ls.workspace_folders(), ls.executors.for_settings)
 
 
 _COMPLETION_KINDS = {
@@ -1188,26 +1150,21 @@ async def variables_command(ls: CodeexecServer, *args: Any) -> dict[str, Any]:
     document = ls.document(args[0]) if args else None
     place = _session_place(ls, document)
     answer = await list_variables(place, ls.settings.executor)
-    where = Path(place.request.cwd).name if place is not None else "no session"
     result = answer.to_json()
-    markdown = variables_markdown(where, answer.variables, answer.note)
-    shown = await _show_variables(ls, where, markdown)
+    shown = await _show_variables(ls, listed_where(place), answer)
     if shown is not None:
         result["uri"] = shown
     return result
 
 
-async def _show_variables(ls: CodeexecServer, where: str, markdown: str) -> str | None:
+async def _show_variables(ls: CodeexecServer, where: str, answer: VariablesAnswer) -> str | None:
     """Open the list as a Markdown document, as Explain does; its URI, or None when the
     client cannot show documents or the file could not be written (the command's result
     still carries the list)."""
     if not ls.supports("window.show_document.support"):
         return None
-    folder = user_cache_dir() / "variables"
-    target = folder / f"{where or 'session'}-variables.md"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        target.write_text(markdown, encoding="utf-8")
+        target = variables_document(user_cache_dir() / "variables", where, answer)
         await ls.window_show_document_async(
             lsp.ShowDocumentParams(uri=target.as_uri(), take_focus=True)
         )

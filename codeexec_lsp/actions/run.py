@@ -1,4 +1,5 @@
-"""Run a snippet with the configured executor: settings + snippet -> RunRequest -> RunResult."""
+"""Run a snippet with the configured executor: settings + snippet -> RunRequest -> RunResult,
+and what follows a run (what the user is told, whether its result is kept)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import functools
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from codeexec_lsp.config import FixSettings, LlmSettings, Settings
 from codeexec_lsp.execution.base import Executor, Limits, RunRequest
@@ -18,6 +20,9 @@ from codeexec_lsp.interpreters import find_interpreter
 from codeexec_lsp.results import RunResult
 from codeexec_lsp.snippet import Snippet
 
+if TYPE_CHECKING:
+    from codeexec_lsp.execution.registry import Executors
+
 # The largest values the executors can carry out: resource limits are C longs, and a timer
 # needs a finite number. Anything above means "practically unlimited" and is clamped.
 MAX_SECONDS = 7 * 24 * 3600.0
@@ -25,6 +30,8 @@ MAX_MEGABYTES = 2**30  # 1 PiB
 MAX_OUTPUT_BYTES = 2**30
 MAX_OPEN_FILES = 2**20
 MAX_FIX_ATTEMPTS = 10
+# The executors that keep state between runs (and say in `extra[name]` when it was lost).
+STATEFUL_EXECUTORS = ("session", "jupyter")
 _DEFAULTS = Settings()
 
 
@@ -129,7 +136,7 @@ def warm_request(settings: Settings, folders: Sequence[str]) -> RunRequest | Non
     first workspace folder's. None when the executor keeps no session or there is no
     folder. One function for the server's warm-up and the early start (early_session.py),
     so both ask for the same worker."""
-    if settings.executor not in ("session", "jupyter") or not folders:
+    if settings.executor not in STATEFUL_EXECUTORS or not folders:
         return None
     from codeexec_lsp import snippet
 
@@ -274,7 +281,58 @@ def untrusted(request: RunRequest) -> RunRequest:
     return replace(request, sandbox="strict", network=False)
 
 
+def throwaway_runner(
+    executors: Executors, cancel: asyncio.Event | None = None
+) -> Callable[[RunRequest], Awaitable[RunResult]]:
+    """How code the user did not write (a model's fix candidate) is run: each run in a
+    process of its own (the local executor), never in a session or kernel whose state it
+    could change or read, whatever codeexec.executor says."""
+    return lambda request: run_snippet(executors.local, request, cancel)
+
+
 async def run_snippet(
     executor: Executor, request: RunRequest, cancel: asyncio.Event | None = None
 ) -> RunResult:
     return await executor.run(request, cancel)
+
+
+@dataclass(frozen=True)
+class Notice:
+    """What the user is told after a run: "error" or "warning", and the text."""
+
+    level: Literal["error", "warning"]
+    message: str
+
+
+@dataclass(frozen=True)
+class AfterRun:
+    """What follows a finished run: a notice (or None) and whether its result is kept."""
+
+    notice: Notice | None
+    record: bool
+
+
+def after_run(
+    result: RunResult, lines_before: Sequence[str], lines_now: Sequence[str] | None
+) -> AfterRun:
+    """What the user is told and whether the result is kept, once a run has ended.
+
+    `lines_before` are the run's lines as it started, `lines_now` the same lines now (None
+    once the document is closed). An internal failure is an error; a session or kernel
+    that lost its state is a warning (the run went, its variables are gone); anything else
+    is silent, as its result shows on hover, inlay hints and diagnostics. A result is kept
+    only for an open document (didClose is what forgets them), for a run not cancelled, and
+    while its lines are as they were: a result pinned to edited lines would describe code
+    that is no longer there.
+    """
+    notice = None
+    if result.status == "internal":
+        notice = Notice("error", result.message)
+    elif any(result.extra.get(kind, {}).get("state_lost") for kind in STATEFUL_EXECUTORS):
+        notice = Notice("warning", result.message)
+    record = (
+        result.status != "cancelled"
+        and lines_now is not None
+        and list(lines_now) == list(lines_before)
+    )
+    return AfterRun(notice, record)

@@ -1,11 +1,11 @@
 """Live variables: hover on a name, the variables list, completion of attributes and keys.
 
 The use cases behind `textDocument/hover` (on names outside run lines),
-`textDocument/completion` and `codeexec.variables`, with no LSP types in or out. They ask
-the executor that would run the document (`Inspects`: SessionExecutor does; any executor
-with the same `inspect` method, such as a Jupyter kernel's, can) about the state a run of
-that document would see, and turn its plain answers into plain results (variables.py
-formats them).
+`textDocument/completion` and `codeexec.variables` (the list and the Markdown document it
+opens), with no LSP types in or out. They ask the executor that would run the document
+(`Inspects`: SessionExecutor does; any executor with the same `inspect` method, such as a
+Jupyter kernel's, can) about the state a run of that document would see, and turn its
+plain answers into plain results (variables.py formats them).
 
 Why so: the session never starts for a hover (only a session that ran code holds
 anything), never queues behind a run ("busy" at once), and every question has two
@@ -17,12 +17,13 @@ the tightest bounds: it is asked on every `.` and must never be what the user wa
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from codeexec_lsp import snippet
-from codeexec_lsp.actions.run import build_request, workspace_for
+from codeexec_lsp.actions.run import STATEFUL_EXECUTORS, build_request, workspace_for
 from codeexec_lsp.config import Settings
 from codeexec_lsp.execution.base import InspectAnswer, RunRequest
 from codeexec_lsp.variables import (
@@ -36,6 +37,7 @@ from codeexec_lsp.variables import (
     name_at,
     no_answer_markdown,
     variables_from,
+    variables_markdown,
 )
 
 # (worker budget, server timeout) in seconds, per use.
@@ -75,6 +77,27 @@ def place_for(
     probe = snippet.for_lines("pass\n", path, 0, 0)
     request = build_request(probe, settings, workspace_for(path, folders))
     return Place(executor, request)
+
+
+def session_place(
+    document_path: str | None,
+    settings: Settings,
+    folders: Sequence[str],
+    executor_for: Callable[[Settings], object],
+) -> Place | None:
+    """Where the variables a run of the document at `document_path` would see live; with no
+    document, the first workspace folder's (else the current directory's). None for the
+    executors that keep no state between runs, whose executor is then not even looked up
+    (an http executor would be created for nothing)."""
+    if settings.executor not in STATEFUL_EXECUTORS:
+        return None
+    if document_path is not None:
+        path = document_path
+    elif folders:
+        path = str(Path(folders[0]) / "__variables__.py")
+    else:
+        path = str(Path.cwd() / "__variables__.py")
+    return place_for(path, settings, folders, executor_for(settings))
 
 
 async def _ask(
@@ -125,6 +148,21 @@ class VariablesAnswer:
         if self.note:
             data["message"] = self.note
         return data
+
+
+def listed_where(place: Place | None) -> str:
+    """What a list of variables is about, for its heading and file name: the session's
+    folder by name, or "no session"."""
+    return Path(place.request.cwd).name if place is not None else "no session"
+
+
+def variables_document(folder: Path, where: str, answer: VariablesAnswer) -> Path:
+    """Write the list as a Markdown document the editor can open (as Explain's is): one
+    file per session folder, so listing again replaces it. Raises OSError."""
+    target = folder / f"{where or 'session'}-variables.md"
+    folder.mkdir(parents=True, exist_ok=True)
+    target.write_text(variables_markdown(where, answer.variables, answer.note), encoding="utf-8")
+    return target
 
 
 async def list_variables(place: Place | None, executor: str) -> VariablesAnswer:
