@@ -95,6 +95,41 @@ def rng(start_line: int, start_char: int, end_line: int, end_char: int) -> dict[
     }
 
 
+def edit(
+    client: TestClient,
+    uri: str,
+    version: int,
+    start: tuple[int, int],
+    end: tuple[int, int],
+    text: str,
+) -> None:
+    """One incremental change, as an editor sends a keystroke or a paste: replace the
+    client-unit range `start`..`end` ((line, character) each) with `text`."""
+    client.text_document_did_change(
+        lsp.DidChangeTextDocumentParams(
+            text_document=lsp.VersionedTextDocumentIdentifier(uri=uri, version=version),
+            content_changes=[
+                lsp.TextDocumentContentChangePartial(
+                    range=lsp.Range(
+                        start=lsp.Position(line=start[0], character=start[1]),
+                        end=lsp.Position(line=end[0], character=end[1]),
+                    ),
+                    text=text,
+                )
+            ],
+        )
+    )
+
+
+async def published_diagnostics(client: TestClient, uri: str) -> list[lsp.Diagnostic]:
+    """The diagnostics published for `uri`, once there are some (up to ~5 s)."""
+    for _ in range(100):
+        if client.diagnostics.get(uri):
+            break
+        await asyncio.sleep(0.05)
+    return list(client.diagnostics.get(uri, []))
+
+
 async def run(client: TestClient, uri: str, range_: dict[str, Any] | None = None) -> Any:
     arguments: list[Any] = [uri] if range_ is None else [uri, range_]
     return await client.workspace_execute_command_async(

@@ -7,14 +7,13 @@ clipped text with counts and no live Markdown, and the server goes on answering.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
 from lsprotocol import types as lsp
 from pytest_lsp import LanguageClient
 
-from tests.e2e.conftest import open_document, rng, run
+from tests.e2e.conftest import open_document, published_diagnostics, rng, run
 
 HUGE = "x = 1\nraise ValueError('[click](http://evil.example/) ' + 'x' * 8_000_000)\n"
 
@@ -27,11 +26,7 @@ async def test_a_huge_exception_gives_a_small_diagnostic_and_the_server_stays_re
     assert result["status"] == "error" and result["error"]["type"] == "ValueError"
     assert result["error"]["line"] == 2
     assert len(json.dumps(result)) < 200_000  # was 16 MB
-    for _ in range(100):
-        if client.diagnostics.get(uri):
-            break
-        await asyncio.sleep(0.05)
-    [diagnostic] = client.diagnostics[uri]
+    [diagnostic] = await published_diagnostics(client, uri)
     assert diagnostic.range.start.line == 1
     assert diagnostic.message.startswith("ValueError: [click](http://evil.example/) xxx")
     assert len(diagnostic.message.encode()) < 4096 and "more characters" in diagnostic.message

@@ -4,13 +4,11 @@ the server, or every run, diagnostic and edit after such a character lands a lin
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
-from lsprotocol import types as lsp
 from pytest_lsp import LanguageClient
 
-from tests.e2e.conftest import open_document, rng, run
+from tests.e2e.conftest import edit, open_document, published_diagnostics, rng, run
 
 PAGED = "import math\n\x0c\nlabel = 'a\u2028b'\n\x0c\nvalue = math.sqrt(-1)\n"
 
@@ -24,11 +22,7 @@ async def test_a_run_after_page_breaks_runs_and_marks_the_editors_line(
     assert result["status"] == "error", result
     assert result["error"]["type"] == "ValueError"
     assert result["error"]["line"] == 5  # 1-based, the editor's line 4
-    for _ in range(50):
-        if client.diagnostics.get(uri):
-            break
-        await asyncio.sleep(0.1)
-    [diagnostic] = client.diagnostics[uri]
+    [diagnostic] = await published_diagnostics(client, uri)
     assert diagnostic.range.start.line == 4
 
 
@@ -36,20 +30,7 @@ async def test_an_edit_after_a_page_break_changes_the_line_the_editor_changed(
     client: LanguageClient, workspace: Path
 ) -> None:
     uri = open_document(client, workspace / "paged_edit.py", PAGED)
-    client.text_document_did_change(
-        lsp.DidChangeTextDocumentParams(
-            text_document=lsp.VersionedTextDocumentIdentifier(uri=uri, version=2),
-            content_changes=[
-                lsp.TextDocumentContentChangePartial(
-                    range=lsp.Range(
-                        start=lsp.Position(line=4, character=18),
-                        end=lsp.Position(line=4, character=20),
-                    ),
-                    text="16",
-                )
-            ],
-        )
-    )
+    edit(client, uri, 2, (4, 18), (4, 20), "16")  # sqrt(-1) -> sqrt(16)
     whole = await run(client, uri)  # the whole file: every line where the editor has it
     assert whole["status"] == "ok", whole
     value = await run(client, uri, rng(4, 0, 4, 5))

@@ -23,7 +23,7 @@ import pytest_lsp
 from lsprotocol import types as lsp
 from pytest_lsp import LanguageClient, client_capabilities
 
-from tests.e2e.conftest import config, open_document, rng, run, units
+from tests.e2e.conftest import config, open_document, published_diagnostics, rng, run, units
 from tests.fakes.llm_fixtures import fake_llm_fixture  # noqa: F401
 from tests.fakes.llm_server import Answer, FakeLlmServer
 
@@ -257,11 +257,7 @@ async def test_selection_after_an_astral_character_runs_exactly_the_selected_cod
     error = result["error"]
     assert (error["type"], error["line"]) == ("ZeroDivisionError", 2)
     assert error["column"] == line.index("1 / 0")  # code points, in the result
-    for _ in range(100):
-        if client.diagnostics.get(uri):
-            break
-        await asyncio.sleep(0.05)
-    [diagnostic] = client.diagnostics[uri]
+    [diagnostic] = await published_diagnostics(client, uri)
     assert diagnostic.range.start.line == 1
     # Client units in the diagnostic.
     assert diagnostic.range.start.character == units(line[: line.index("1 / 0")], encoding)

@@ -8,7 +8,7 @@ from pathlib import Path
 from lsprotocol import types as lsp
 from pytest_lsp import LanguageClient
 
-from tests.e2e.conftest import open_document, rng, run, units
+from tests.e2e.conftest import edit, open_document, rng, run, units
 
 DOC = """import math
 
@@ -151,37 +151,11 @@ async def test_editing_run_lines_clears_and_lines_above_shift(
     await asyncio.sleep(0.2)
     assert client.diagnostics[uri][0].range.start.line == 2
     # insert a line at the top: the diagnostic moves down
-    client.text_document_did_change(
-        lsp.DidChangeTextDocumentParams(
-            text_document=lsp.VersionedTextDocumentIdentifier(uri=uri, version=2),
-            content_changes=[
-                lsp.TextDocumentContentChangePartial(
-                    range=lsp.Range(
-                        start=lsp.Position(line=0, character=0),
-                        end=lsp.Position(line=0, character=0),
-                    ),
-                    text="import os\n",
-                )
-            ],
-        )
-    )
+    edit(client, uri, 2, (0, 0), (0, 0), "import os\n")
     await asyncio.sleep(0.3)
     assert client.diagnostics[uri][0].range.start.line == 3
     # edit the line that raised: the diagnostic goes away
-    client.text_document_did_change(
-        lsp.DidChangeTextDocumentParams(
-            text_document=lsp.VersionedTextDocumentIdentifier(uri=uri, version=3),
-            content_changes=[
-                lsp.TextDocumentContentChangePartial(
-                    range=lsp.Range(
-                        start=lsp.Position(line=3, character=4),
-                        end=lsp.Position(line=3, character=5),
-                    ),
-                    text="2",
-                )
-            ],
-        )
-    )
+    edit(client, uri, 3, (3, 4), (3, 5), "2")
     await asyncio.sleep(0.3)
     assert list(client.diagnostics[uri]) == []
 
