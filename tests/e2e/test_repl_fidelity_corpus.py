@@ -30,7 +30,11 @@ def load_benchmark() -> ModuleType:
 async def test_cpython_doctest_examples_match_through_the_session() -> None:
     fidelity = load_benchmark()
     report = await fidelity.measure(list(fidelity.MODULES), show=10)
-    assert report["examples_counted"] > 1000, report  # the corpus really ran
+    # The corpus really ran. How big it is depends on the interpreter: Debian's Python has no
+    # `test` package (CPython's own test modules hold most examples), and once pytest's
+    # plugins have imported `decimal`, doctest skips `_pydecimal`'s (they claim to be
+    # `decimal`'s): 569 examples there, over 2,000 under a full CPython.
+    assert report["examples_counted"] > 300, report
     shown = "\n".join(
         f"{m['test']}: {m['source'].strip()!r} expected {m['want']!r} got {m['got']!r}"
         for m in report["mismatches"]
