@@ -31,7 +31,9 @@ function serverCommands(): string[] | undefined {
   if (!source) {
     return undefined;
   }
-  const names = new Map([...source.matchAll(/^([A-Z_]+) = "(codeexec\.[A-Za-z.]+)"/gm)].map((m) => [m[1], m[2]]));
+  // The ids are named in server.py or in actions/code_actions.py, which offers them.
+  const named = source + (readRepoFile("codeexec_lsp/actions/code_actions.py") ?? "");
+  const names = new Map([...named.matchAll(/^([A-Z_]+) = "(codeexec\.[A-Za-z.]+)"/gm)].map((m) => [m[1], m[2]]));
   return [...source.matchAll(/@server\.command\(([A-Z_]+)\)/g)].map((m) => names.get(m[1]) ?? m[1]);
 }
 
