@@ -70,8 +70,9 @@ class Compiled:
         self.future_flags = future_flags
 
 
-# str.splitlines also ends a line at these; Python's compiler and LSP do not (codeexec_lsp/
-# lines.py is the server's side of the same rule; this file runs alone in the child).
+# str.splitlines also ends a line at these; Python's compiler and LSP do not. A copy of
+# codeexec_lsp/lines.py's split (this file runs alone in the child; a property test keeps
+# the two equal).
 _NOT_LINE_BREAKS = ("\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")
 
 

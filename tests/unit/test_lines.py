@@ -5,6 +5,7 @@ breaks at do not end a line, so the lines after one keep their numbers."""
 from __future__ import annotations
 
 import linecache
+import re
 import traceback
 
 from hypothesis import given
@@ -32,6 +33,11 @@ def test_the_child_splits_as_the_server_does(text: str) -> None:
     for keepends in (False, True):
         assert runner._split_lines(text, keepends) == split_lines(text, keepends=keepends)
     assert "".join(split_lines(text, keepends=True)) == text
+    # And both as LSP's rule says, written the plain way: break at \r\n, \r or \n only.
+    parts = re.split(r"(\r\n|\r|\n)", text)
+    expected = [parts[i] + parts[i + 1] for i in range(0, len(parts) - 1, 2)]
+    expected += [parts[-1]] if parts[-1] else []
+    assert split_lines(text, keepends=True) == expected
 
 
 def test_the_servers_document_lines_are_the_editors() -> None:
