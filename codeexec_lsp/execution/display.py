@@ -317,68 +317,7 @@ class OutputCollector:
         outputs can be replaced later in the same run (`update_display`, the handle's
         `update`), and the handle is returned as IPython returns it; `transient` and the
         like are ignored."""
-        if display_id is True:
-            display_id = os.urandom(8).hex()
         first = len(self.outputs)
-        self._display_each(objs, include, exclude, metadata, raw)
-        if display_id is None:
-            return None
-        if self.outputs[first:]:
-            self.display_ids.setdefault(str(display_id), []).extend(range(first, len(self.outputs)))
-        return DisplayHandle(str(display_id))
-
-    def update(self, obj: Any, display_id: str, **options: Any) -> None:
-        """Replace the outputs shown under `display_id` in this run with `obj`'s. An id
-        from an earlier run (whose outputs were already sent) or none at all gets a new
-        output, so the latest state is what the run shows."""
-        if self.clear_pending:
-            self.clear()
-        indexes = self.display_ids.get(str(display_id))
-        first = len(self.outputs)
-        self._display_each(
-            (obj,),
-            options.get("include"),
-            options.get("exclude"),
-            options.get("metadata"),
-            bool(options.get("raw", False)),
-        )
-        added = self.outputs[first:]
-        if not indexes or not added:
-            if added:
-                self.display_ids.setdefault(str(display_id), []).extend(
-                    range(first, len(self.outputs))
-                )
-            return
-        del self.outputs[first:]
-        for index in indexes:
-            old = self.outputs[index]
-            self.total_bytes -= bundle_size(old["data"]) + _hover_chars(old["metadata"])
-            self.outputs[index] = dict(added[0], output_type=old["output_type"])
-        # The new bundle was counted once by add(); each further place counts it again.
-        self.total_bytes += (len(indexes) - 1) * (
-            bundle_size(added[0]["data"]) + _hover_chars(added[0]["metadata"])
-        )
-
-    def clear(self, wait: bool = False) -> None:
-        """Jupyter's clear_output for this run's rich outputs (what it printed stays: it has
-        already gone to the editor). `wait`: clear when the next output arrives."""
-        if wait:
-            self.clear_pending = True
-            return
-        self.outputs = []
-        self.total_bytes = 0
-        self.dropped = 0
-        self.display_ids = {}
-        self.clear_pending = False
-
-    def _display_each(
-        self,
-        objs: tuple[Any, ...],
-        include: list[str] | None,
-        exclude: list[str] | None,
-        metadata: dict[str, Any] | None,
-        raw: bool,
-    ) -> None:
         for obj in objs:
             if raw:
                 if isinstance(obj, dict):
@@ -400,6 +339,52 @@ class OutputCollector:
             if metadata:
                 meta.update(metadata)
             self.add("display_data", data, meta)
+        if display_id is None:
+            return None
+        if display_id is True:
+            display_id = os.urandom(8).hex()
+        self._remember(str(display_id), first)
+        return DisplayHandle(str(display_id))
+
+    def update(self, obj: Any, display_id: str, **options: Any) -> None:
+        """Replace the outputs shown under `display_id` in this run with `obj`'s. An id
+        from an earlier run (whose outputs were already sent) or none at all gets a new
+        output, so the latest state is what the run shows."""
+        if self.clear_pending:
+            self.clear()
+        indexes = self.display_ids.get(display_id)
+        first = len(self.outputs)
+        self.display(obj, **options)
+        added = self.outputs[first:]
+        if not indexes or not added:
+            self._remember(display_id, first)
+            return
+        del self.outputs[first:]
+        for index in indexes:
+            old = self.outputs[index]
+            self.total_bytes -= bundle_size(old["data"]) + _hover_chars(old["metadata"])
+            self.outputs[index] = dict(added[0], output_type=old["output_type"])
+        # The new bundle was counted once by add(); each further place counts it again.
+        self.total_bytes += (len(indexes) - 1) * (
+            bundle_size(added[0]["data"]) + _hover_chars(added[0]["metadata"])
+        )
+
+    def _remember(self, display_id: str, first: int) -> None:
+        """The outputs from index `first` on are shown under `display_id`."""
+        if len(self.outputs) > first:
+            self.display_ids.setdefault(display_id, []).extend(range(first, len(self.outputs)))
+
+    def clear(self, wait: bool = False) -> None:
+        """Jupyter's clear_output for this run's rich outputs (what it printed stays: it has
+        already gone to the editor). `wait`: clear when the next output arrives."""
+        if wait:
+            self.clear_pending = True
+            return
+        self.outputs = []
+        self.total_bytes = 0
+        self.dropped = 0
+        self.display_ids = {}
+        self.clear_pending = False
 
     def execute_result(self, value: Any) -> None:
         """The trailing value's rich forms, if it has more than text (its repr stays the
@@ -438,11 +423,7 @@ class OutputCollector:
                     "metadata": {},
                 }
             )
-        self.outputs = []
-        self.total_bytes = 0
-        self.dropped = 0
-        self.display_ids = {}
-        self.clear_pending = False
+        self.clear()
         return outputs
 
 
