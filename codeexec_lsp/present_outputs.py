@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from codeexec_lsp.execution.display import hover_of
 from codeexec_lsp.results import RunResult
 
 HoverImages = Literal["auto", "always", "never"]
@@ -245,14 +246,12 @@ def _hover_image(output: dict[str, Any], mime: str, alt: str, style: ImageStyle)
 def _small_hover_image(output: dict[str, Any], alt: str, style: ImageStyle) -> str | None:
     """The figure's hover version (display.py makes one when its PNG is too big for a hover),
     or None if it has none."""
-    hover = _codeexec_meta(output).get("hover")
-    if not isinstance(hover, dict):
+    metadata = output.get("metadata")
+    hover = hover_of(metadata) if isinstance(metadata, dict) else None
+    if hover is None:
         return None
-    width, height = hover.get("width"), hover.get("height")
-    size = None
-    if isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0:
-        size = (width, height)
-    return _image_markdown(hover.get("image/png"), "image/png", size, alt, style)
+    size = (hover["width"], hover["height"])
+    return _image_markdown(hover["image/png"], "image/png", size, alt, style)
 
 
 def _image_markdown(
