@@ -117,3 +117,11 @@ def python_module(
     """`python -m module` with `pythonpath` first: (argv, environment additions)."""
     path = os.pathsep.join([*(str(p) for p in pythonpath), os.environ.get("PYTHONPATH", "")])
     return [sys.executable, "-m", module], {"PYTHONPATH": path.rstrip(os.pathsep)}
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes `pid` started (its session worker, for a language server), from /proc."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found.extend(int(child) for child in (task / "children").read_text().split())
+    return found

@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from _common import BENCHMARKS, python_module, start_server, stop_server
+from _common import BENCHMARKS, child_pids, python_module, start_server, stop_server
 from lsprotocol import types as lsp
 
 REPO = BENCHMARKS.parent
@@ -31,13 +31,6 @@ CODE = "1+1\n"
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found.extend(int(child) for child in (task / "children").read_text().split())
-    return found
 
 
 async def measure(
@@ -70,7 +63,7 @@ async def measure(
             await once()
         assert client._server is not None
         server = client._server.pid
-        helpers = children(server)
+        helpers = child_pids(server)
         before = {pid: cpu_seconds(pid) for pid in [server, *helpers]}
         own, started = time.process_time(), time.perf_counter()
         for _ in range(runs):

@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import start_server, stop_server
+from _common import child_pids, start_server, stop_server
 from lsprotocol import types as lsp
 
 SERVER = [sys.executable, "-m", "codeexec_lsp"]
@@ -34,14 +34,6 @@ def resident_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for process {pid}")
-
-
-def children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        text = (task / "children").read_text().split()
-        found.extend(int(child) for child in text)
-    return found
 
 
 async def main(runs: int, warm: int, every: int) -> int:
@@ -84,7 +76,7 @@ async def main(runs: int, warm: int, every: int) -> int:
             await run(index)
         assert client._server is not None
         server_pid = client._server.pid
-        workers = children(server_pid)
+        workers = child_pids(server_pid)
         rows: list[tuple[int, int, int]] = []
 
         def sample(done: int) -> None:
